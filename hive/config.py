@@ -56,14 +56,14 @@ class ModelConfig:
     base_model: str = "unsloth/Llama-3.2-3B-Instruct"
     max_seq_length: int = 2048
     load_in_4bit: bool = True
-    chat_template: str = "auto"
+    chat_template: Literal["auto", "chatml", "llama3"] = "auto"
 
 
 @dataclass
 class LoraConfig:
     r: int = 16
     lora_alpha: int = 16
-    lora_dropout: float = 0.05
+    lora_dropout: float = 0.0
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
@@ -77,8 +77,8 @@ class TrainingConfig:
     num_train_epochs: float = 2.0
     max_steps: int = -1
     max_samples: Optional[int] = None
-    per_device_train_batch_size: int = 4
-    gradient_accumulation_steps: int = 4
+    per_device_train_batch_size: int = 32
+    gradient_accumulation_steps: int = 1
     learning_rate: float = 3e-4
     lr_scheduler_type: str = "linear"
     warmup_steps: int = 10
@@ -110,6 +110,8 @@ class GenerationConfig:
 class EvaluateConfig:
     max_samples: int = 200
     style_samples: int = 50
+    examples: int = 5
+    batch_size: int = 8
 
 
 @dataclass
@@ -118,7 +120,7 @@ class ExportConfig:
     formats: list[Literal["lora", "merged_16bit", "merged_4bit", "gguf", "lora_gguf", "all"]] = field(
         default_factory=lambda: ["gguf"]
     )
-    quantization: Literal["q4_k_m", "q5_k_m", "q8_0", "f16", "bf16"] = "q4_k_m"
+    quantization: list[Literal["q4_k_m", "q5_k_m", "q8_0", "f16", "bf16"]] = field(default_factory=lambda: ["q4_k_m"])
     verify: bool = True
     require_improvement: Literal["off", "warn", "refuse"] = "warn"
 

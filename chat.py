@@ -1,0 +1,65 @@
+"""Talk to your clone in the terminal, with the chat template, persona and generation settings it was trained with.
+
+    python chat.py                                          # the newest run in outputs/ (adapter on the base model)
+    python chat.py exports/hive-personality/hive-personality-q4_k_m.gguf    # a GGUF, in llama.cpp
+    python chat.py outputs/<run> --prompt "hey, you free tonight?"          # one reply, then exit
+
+SOURCE may be a run folder, an adapter or merged model folder, an exports/<name>/ folder or a .gguf file.
+In the conversation: /reset forgets the history, /quit (or Ctrl-D) leaves.
+"""
+
+import sys
+import time
+
+from hive import cli
+
+
+def main(argv=None) -> int:
+    parser = cli.make_parser(__doc__)
+    parser.add_argument("source", nargs="?", help="what to load (default: the newest run in paths.outputs)")
+    parser.add_argument("--prompt", help="send this one message, print the reply and exit")
+    cli.config_flag(parser, "--temperature", key="generation.temperature", type=float, help="0 = greedy")
+    cli.config_flag(parser, "--max-new-tokens", key="generation.max_new_tokens", type=int, help="longest reply, in tokens")
+    args, cfg = cli.parse(parser, argv)
+    cli.print_settings("chat", cfg, ["generation"])
+
+    from hive.chat import load_clone
+
+    started = time.time()
+    clone = load_clone(args.source, cfg)
+    print(f"  loaded {clone.source} in {time.time() - started:.1f} s; persona: {clone.system_prompt or 'none'}; "
+          f"context {clone.context_length:,} tokens", flush=True)
+    history: list[dict] = []
+    if args.prompt is not None:
+        history.append({"role": "user", "content": args.prompt})
+        for piece in clone.stream(history):
+            print(piece, end="", flush=True)
+        print()
+        return 0
+    print("type a message; /reset forgets the conversation, /quit or Ctrl-D leaves")
+    while True:
+        try:
+            text = input("\nyou> ").strip()
+        except EOFError:
+            print()
+            break
+        if text == "/quit":
+            break
+        if text == "/reset":
+            history.clear()
+            print("(conversation forgotten)")
+            continue
+        if not text:
+            continue
+        history.append({"role": "user", "content": text})
+        print("clone> ", end="", flush=True)
+        for piece in clone.stream(history):
+            print(piece, end="", flush=True)
+        print()
+        history.append({"role": "assistant", "content": clone.last.text.strip()})
+    cli.print_summary("chat", {"turns": len(history) // 2})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(lambda: main()))

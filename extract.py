@@ -1,0 +1,51 @@
+"""Stage 1: WhatsApp exports (dataset/raw) -> one JSONL per chat (dataset/cleaned), every message of every
+participant, classified (text, media, deleted, ...), with URLs, e-mails and phone numbers redacted.
+
+    python extract.py                                   # dataset/raw -> dataset/cleaned, "me" detected
+    python extract.py --me "Sam" --me "Sam K"           # your name(s) as they appear in the exports
+    python extract.py --input ~/exports --output /tmp/cleaned --set extract.pseudonymize=true
+
+Put exported chats (.txt, or the .zip WhatsApp makes; any sub-folder) in dataset/raw first.
+Writes <chat>.jsonl per chat and _summary.json (format, date order, kinds, senders, who is "me" and why).
+"""
+
+import sys
+import time
+
+from hive import cli, extraction
+
+
+def main(argv=None) -> int:
+    started = time.time()
+    parser = cli.make_parser(__doc__)
+    cli.config_flag(parser, "--input", key="paths.raw", metavar="DIR", help="folder of exports (paths.raw)")
+    cli.config_flag(parser, "--output", key="paths.cleaned", metavar="DIR", help="output folder (paths.cleaned)")
+    cli.config_flag(parser, "--me", key="extract.me", metavar="NAME", action="append",
+                    help="your name as it appears in the exports (repeatable; extract.me)")
+    _, cfg = cli.parse(parser, argv)
+    cli.print_settings("extract", cfg, ["paths", "extract"])
+
+    result = extraction.run(cfg)
+
+    print("\n" + extraction.table(result))
+    print(f"\nme: {', '.join(result.me.names)} ({result.me.reason})")
+    for line in result.me.evidence:
+        print(f"  evidence: {line}")
+    kinds: dict = {}
+    for chat in result.written:
+        for kind, n in chat.kinds.items():
+            kinds[kind] = kinds.get(kind, 0) + n
+    cli.print_summary("extract", {
+        "chats written": len(result.written),
+        "files skipped": len(result.skipped),
+        "messages": sum(c.messages for c in result.written),
+        "my messages": sum(c.my_messages for c in result.written),
+        "by kind": ", ".join(f"{k} {n:,}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])),
+        "output": str(result.output),
+        "summary": str(result.summary_path),
+    }, next_command="python convert.py", started=started)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(lambda: main()))

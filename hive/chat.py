@@ -1,0 +1,268 @@
+"""Talking to a clone: load a run folder, an adapter, a merged model (transformers) or a .gguf (llama.cpp) with the
+chat template, persona and generation settings it was trained and exported with, and generate replies.
+
+`Clone.reply(history)` and `Clone.stream(history)` take the conversation without the system message (a list of
+{"role": "user"|"assistant", "content"}); the persona is added and the oldest turns are dropped until the prompt
+and the reply fit the context length. evaluate.py and export verification reuse this module.
+"""
+
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import yaml
+
+from hive.errors import HiveError, missing_input
+
+TEST_MESSAGE = "hey, are we still on for tonight?"
+
+
+@dataclass
+class Run:
+    """What train.py left in outputs/<run>/."""
+
+    folder: Path
+    adapter: Path  # final_model/: PEFT adapter + tokenizer with the trained chat template
+    base_model: str  # as configured: hub id, folder, .gguf or a bundled name
+    system_prompt: str | None
+    max_seq_length: int | None  # from the run's resolved config
+
+
+def newest_run(outputs: Path) -> Path:
+    runs = [p.parent for p in outputs.glob("*/run.json")] if outputs.is_dir() else []
+    if not runs:
+        raise missing_input(f"{outputs}/<run>/run.json", "train.py", "trained run")
+    return max(runs, key=lambda p: (p / "run.json").stat().st_mtime)
+
+
+def load_run(folder: Path | None, outputs: Path) -> Run:
+    """The run in `folder` (a run folder or its final_model/), or the newest one under `outputs`."""
+    folder = newest_run(outputs) if folder is None else Path(folder)
+    if folder.name == "final_model" and not (folder / "run.json").exists():
+        folder = folder.parent
+    run_json, adapter = folder / "run.json", folder / "final_model"
+    if not folder.is_dir():
+        raise missing_input(folder, "train.py", "run folder")
+    for path in (run_json, adapter / "adapter_config.json"):
+        if not path.exists():
+            raise HiveError(f"{folder} is not a complete training run: {path.name} is missing (train.py writes "
+                            f"outputs/<run>/final_model/ and run.json; pass --input outputs/<run>)")
+    info = json.loads(run_json.read_text(encoding="utf-8"))
+    if not info.get("base_model"):
+        raise HiveError(f"{run_json} has no base_model; it is written by train.py, rerun it")
+    config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) if (folder / "config.yaml").exists() else {}
+    max_len = ((config or {}).get("model") or {}).get("max_seq_length")
+    return Run(folder, adapter, info["base_model"], info.get("system_prompt"), max_len)
+
+
+@dataclass
+class Reply:
+    text: str = ""
+    finish_reason: str = ""  # "stop": ended at a stop token; "length": ran into max_new_tokens
+    tokens: int = 0
+
+
+class _Transformers:
+    """A transformers model + its tokenizer; the tokenizer's chat template formats the prompt."""
+
+    def __init__(self, model, tokenizer):
+        self.model, self.tokenizer = model, tokenizer
+        eos = model.generation_config.eos_token_id
+        ids = eos if isinstance(eos, list) else [eos] if eos is not None else []
+        self.stop_ids = [i for i in dict.fromkeys([tokenizer.eos_token_id, *ids]) if i is not None]
+
+    def prompt_ids(self, messages: list[dict]) -> list[int]:
+        out = self.tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, return_dict=True)
+        return list(out["input_ids"])
+
+    def stream(self, messages: list[dict], gen, result: Reply) -> Iterator[str]:
+        import torch
+        from transformers import TextIteratorStreamer
+
+        ids = torch.tensor([self.prompt_ids(messages)], device=self.model.device)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        sampling = dict(do_sample=True, temperature=gen.temperature, top_p=gen.top_p, top_k=gen.top_k) if gen.temperature > 0 else dict(do_sample=False)
+        output: dict = {}
+
+        def generate():
+            with torch.no_grad():
+                output["ids"] = self.model.generate(
+                    input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=gen.max_new_tokens,
+                    repetition_penalty=gen.repetition_penalty, eos_token_id=self.stop_ids,
+                    pad_token_id=self.tokenizer.pad_token_id or self.stop_ids[0], streamer=streamer, **sampling,
+                )
+
+        worker = threading.Thread(target=generate, daemon=True)
+        worker.start()
+        for piece in streamer:
+            result.text += piece
+            yield piece
+        worker.join()
+        new = output["ids"][0, ids.shape[1]:].tolist()
+        result.tokens = len(new)
+        result.finish_reason = "stop" if new and new[-1] in self.stop_ids else "length"
+
+
+class _LlamaCpp:
+    """A llama.cpp model; `format` turns messages into the prompt text, `stops` end a reply early."""
+
+    def __init__(self, llm, format: Callable[[list[dict]], str], stops: list[str]):
+        self.llm, self.format, self.stops = llm, format, stops
+
+    def prompt_ids(self, messages: list[dict]) -> list[int]:
+        ids = self.llm.tokenize(self.format(messages).encode("utf-8"), add_bos=True, special=True)
+        bos = self.llm.token_bos()
+        # llama.cpp adds BOS itself where the model wants one; a template that also writes it would double it.
+        return ids[1:] if len(ids) > 1 and ids[0] == ids[1] == bos else ids
+
+    def stream(self, messages: list[dict], gen, result: Reply) -> Iterator[str]:
+        chunks = self.llm.create_completion(
+            self.prompt_ids(messages), max_tokens=gen.max_new_tokens, temperature=gen.temperature, top_p=gen.top_p,
+            top_k=gen.top_k, repeat_penalty=gen.repetition_penalty, stop=self.stops or None, stream=True,
+        )
+        for chunk in chunks:
+            choice = chunk["choices"][0]
+            result.tokens += 1
+            if choice.get("finish_reason"):
+                result.finish_reason = choice["finish_reason"]
+            if choice["text"]:
+                result.text += choice["text"]
+                yield choice["text"]
+
+
+@dataclass
+class Clone:
+    backend: object  # _Transformers | _LlamaCpp
+    gen: object  # the generation config section
+    context_length: int
+    system_prompt: str | None = None
+    source: str = ""
+    last: Reply = field(default_factory=Reply)
+
+    def messages(self, history: list[dict]) -> list[dict]:
+        """System prompt + the newest turns of `history` whose prompt leaves room for a full reply."""
+        history = list(history)
+        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        budget = self.context_length - self.gen.max_new_tokens
+        while True:
+            n = len(self.backend.prompt_ids(system + history))
+            if n <= budget:
+                return system + history
+            if len(history) <= 1:
+                raise HiveError(f"the message is too long: its prompt is {n:,} tokens, but only {budget:,} fit the "
+                                f"context of {self.context_length:,} tokens less generation.max_new_tokens")
+            history.pop(0)
+            while history and history[0]["role"] != "user":  # a conversation starts with the other person
+                history.pop(0)
+
+    def stream(self, history: list[dict]) -> Iterator[str]:
+        """The reply to `history`, piece by piece; afterwards `self.last` holds the text and finish reason."""
+        self.last = Reply()
+        yield from self.backend.stream(self.messages(history), self.gen, self.last)
+
+    def reply(self, history: list[dict]) -> str:
+        return "".join(self.stream(history)).strip()
+
+
+def _torch_settings():
+    import torch
+
+    return ("cuda", torch.bfloat16) if torch.cuda.is_available() else ("cpu", torch.float32)
+
+
+def transformers_clone(model_dir: Path, gen, context_length: int, system_prompt: str | None, base_model: str | None = None) -> Clone:
+    """A merged model folder, or an adapter folder on top of `base_model` (hive.models names)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hive import models
+
+    device, dtype = _torch_settings()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if base_model is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(models.load_model(base_model, dtype=dtype), model_dir)
+    else:
+        quantized = (model_dir / "config.json").exists() and "quantization_config" in json.loads((model_dir / "config.json").read_text())
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, **({"device_map": device} if quantized else {}))
+    if not getattr(model, "is_loaded_in_4bit", False) and not getattr(model, "hf_device_map", None):
+        model = model.to(device)
+    model.eval()
+    torch.manual_seed(gen.seed)
+    return Clone(_Transformers(model, tokenizer), gen, context_length, system_prompt, str(model_dir))
+
+
+def require_llama_cpp():
+    try:
+        import llama_cpp
+    except ImportError:
+        raise HiveError('llama-cpp-python is not installed; install it with CMAKE_ARGS="-DGGML_NATIVE=OFF '
+                        '-DLLAVA_BUILD=OFF" pip install llama-cpp-python (builds llama.cpp, ~9 min on 2 cores)') from None
+    return llama_cpp
+
+
+def llama_cpp_clone(gguf: Path, gen, context_length: int, system_prompt: str | None, lora: Path | None = None,
+                    format: Callable[[list[dict]], str] | None = None, stops: list[str] | None = None) -> Clone:
+    """A .gguf (optionally with a GGUF LoRA adapter) in llama.cpp. By default the chat template stored in the GGUF
+    formats the prompt; export verification passes the Modelfile's template and stops instead."""
+    import os
+
+    require_llama_cpp()
+    from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    llm = Llama(model_path=str(gguf), lora_path=str(lora) if lora else None, n_ctx=context_length,
+                n_threads=min(4, os.cpu_count() or 1), seed=gen.seed, verbose=False)
+    context_length = min(context_length, llm.n_ctx())
+    if format is None:
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise HiveError(f"{gguf} has no chat template; export it again with export_model.py")
+        text = llm._model.token_get_text
+        formatter = Jinja2ChatFormatter(template, eos_token=text(llm.token_eos()), bos_token=text(llm.token_bos()))
+        format = lambda messages: formatter(messages=messages).prompt  # noqa: E731
+    return Clone(_LlamaCpp(llm, format, stops or []), gen, context_length, system_prompt, str(gguf))
+
+
+def _export_info(path: Path) -> dict:
+    for folder in (path.parent, path.parent.parent, path):
+        if (folder / "export.json").exists():
+            return json.loads((folder / "export.json").read_text(encoding="utf-8"))
+    return {}
+
+
+def load_clone(source: str | Path | None, cfg) -> Clone:
+    """A clone from what the user points at: a run folder (default: the newest), an adapter folder, a merged
+    folder, an exports/<name>/ folder or a .gguf file."""
+    outputs = cfg.path("outputs")
+    path = Path(source) if source is not None else newest_run(outputs)
+    default_ctx = cfg.model.max_seq_length
+    if path.is_dir() and (path / "export.json").exists():
+        info = json.loads((path / "export.json").read_text(encoding="utf-8"))
+        ggufs = [f for f in info.get("files", []) if f.endswith(".gguf") and "-lora-" not in f and "-base-" not in f]
+        choice = ggufs[0] if ggufs else "merged_16bit" if (path / "merged_16bit").is_dir() else "lora"
+        path = path / choice
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise missing_input(path, "export_model.py", "GGUF file")
+        info = _export_info(path)
+        return llama_cpp_clone(path, cfg.generation, info.get("num_ctx", default_ctx), info.get("system_prompt"))
+    if path.is_dir() and ((path / "run.json").exists() or (path / "final_model" / "adapter_config.json").exists()):
+        run = load_run(path, outputs)
+        return transformers_clone(run.adapter, cfg.generation, run.max_seq_length or default_ctx, run.system_prompt, run.base_model)
+    if (path / "adapter_config.json").exists():
+        run_json = path.parent / "run.json"
+        if run_json.exists():
+            run = load_run(path.parent, outputs)
+            return transformers_clone(path, cfg.generation, run.max_seq_length or default_ctx, run.system_prompt, run.base_model)
+        info = _export_info(path)
+        base = info.get("base_model") or json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+        return transformers_clone(path, cfg.generation, info.get("num_ctx", default_ctx), info.get("system_prompt"), base)
+    if (path / "config.json").exists():
+        info = _export_info(path)
+        return transformers_clone(path, cfg.generation, info.get("num_ctx", default_ctx), info.get("system_prompt"))
+    raise HiveError(f"nothing to chat with at {path}: pass a run folder (train.py writes outputs/<run>/), an adapter or "
+                    f"merged model folder, an exports/<name>/ folder or a .gguf (export_model.py writes them)")

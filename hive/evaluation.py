@@ -1,0 +1,413 @@
+"""Is the fine-tune worth exporting? It is compared with its own base model on held-out conversations:
+
+- likelihood: the average negative log-likelihood per token of my real reply (the final assistant turn) given the
+  conversation before it, for the base model and the fine-tune, on the same tokens of the same chat template;
+- style: replies generated to held-out contexts against my real replies (length, case, punctuation, emoji, ...);
+- examples: a few contexts with my real reply, the base model's and the clone's, side by side.
+
+evaluate_run() writes outputs/<run>/eval_report.md, eval.json (read by export_model.py) and PNG charts.
+"""
+
+import json
+import math
+import re
+import string
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hive import models, templates, training
+from hive.chat import Run
+from hive.config import Config
+from hive.errors import HiveError, missing_input
+from hive.fileio import atomic_write, read_jsonl
+
+WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
+# The pictographic blocks plus dingbats/symbols and regional-indicator flags: what phones insert as emoji.
+EMOJI = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u3297\u3299]")
+PUNCTUATION = set(string.punctuation) | set("…“”‘’¡¿")
+
+STYLE_METRICS = {  # key -> (label, how to read it)
+    "words_per_reply": ("words per reply", "mean"),
+    "chars_per_reply": ("characters per reply", "mean"),
+    "lowercase_start": ("starts lowercase", "share of replies whose first letter is lowercase"),
+    "punctuation_per_word": ("punctuation per word", "punctuation marks / words"),
+    "emoji_share": ("has emoji", "share of replies with at least one emoji"),
+    "question_share": ("asks a question", "share of replies containing '?'"),
+    "vocab_overlap": ("my vocabulary", "share of words that also occur in my training replies"),
+    "multiline_share": ("multi-line", "share of replies with a line break"),
+}
+
+
+@dataclass
+class Likelihood:
+    """Per-sample summed NLL (nats) and token counts of the real replies, for one model."""
+
+    nll_sums: list[float] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+
+    @property
+    def nll(self) -> float:
+        """Average NLL per reply token over all held-out replies (token-weighted)."""
+        return sum(self.nll_sums) / max(sum(self.tokens), 1)
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.nll)
+
+
+def load_samples(path: Path, limit: int | None) -> list[list[dict]]:
+    """The conversations of a {"messages": [...]} JSONL file whose last turn is an assistant reply."""
+    if not path.exists():
+        raise missing_input(path, "convert.py", "validation file")
+    samples = []
+    for n, row in enumerate(read_jsonl(path), 1):
+        messages = row.get("messages") if isinstance(row, dict) else None
+        if not messages or messages[-1].get("role") != "assistant" or len(messages) < 2:
+            raise HiveError(f"{path}:{n}: expected {{\"messages\": [..., assistant]}}; check it with validate_dataset.py")
+        samples.append(messages)
+        if limit is not None and len(samples) >= limit:
+            break
+    if not samples:
+        raise HiveError(f"{path} has no samples; re-run convert.py with a larger convert.validation_fraction")
+    return samples
+
+
+def words(text: str) -> list[str]:
+    return [w.lower() for w in WORD.findall(text)]
+
+
+def style_metrics(replies: list[str], vocabulary: set[str]) -> dict[str, float]:
+    """The STYLE_METRICS of a list of replies; `vocabulary` is the set of words I use (lowercased)."""
+    n = max(len(replies), 1)
+    tokens = [words(r) for r in replies]
+    all_words = [w for t in tokens for w in t]
+    first_letters = [next((c for c in r if c.isalpha()), "") for r in replies]
+    lettered = [c for c in first_letters if c]
+    return {
+        "words_per_reply": len(all_words) / n,
+        "chars_per_reply": sum(len(r) for r in replies) / n,
+        "lowercase_start": sum(c.islower() for c in lettered) / max(len(lettered), 1),
+        "punctuation_per_word": sum(ch in PUNCTUATION for r in replies for ch in r) / max(len(all_words), 1),
+        "emoji_share": sum(bool(EMOJI.search(r)) for r in replies) / n,
+        "question_share": sum("?" in r for r in replies) / n,
+        "vocab_overlap": sum(w in vocabulary for w in all_words) / max(len(all_words), 1),
+        "multiline_share": sum("\n" in r.strip() for r in replies) / n,
+    }
+
+
+def my_vocabulary(training_file: Path, fallback: list[str]) -> set[str]:
+    """Every word of my replies in the training file; the held-out replies themselves if it is missing."""
+    texts = fallback
+    if training_file.exists():
+        texts = [row["messages"][-1]["content"] for row in read_jsonl(training_file)]
+    return {w for t in texts for w in words(t)}
+
+
+# ---------------------------------------------------------------- models
+
+
+def load_run_model(run: Run):
+    """(PeftModel, tokenizer) of a train.py run: its base model with the adapter, and the tokenizer saved beside the
+    adapter, whose chat template is the one the run trained with. A run trained in 4 bit is scored in 4 bit."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    kwargs: dict = {"dtype": torch.float32}
+    if torch.cuda.is_available():
+        kwargs = {"dtype": torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16, "device_map": {"": 0}}
+        if json.loads((run.folder / "run.json").read_text(encoding="utf-8")).get("load_in_4bit"):
+            from transformers import BitsAndBytesConfig
+
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=kwargs["dtype"]
+            )
+    tokenizer = AutoTokenizer.from_pretrained(run.adapter)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = PeftModel.from_pretrained(models.load_model(run.base_model, **kwargs), run.adapter)
+    model.eval()
+    return model, tokenizer
+
+
+def encode_sample(tokenizer, messages: list[dict], max_len: int, eot: str) -> tuple[list[int], int] | None:
+    """(token ids, number of reply tokens at the end), tokenized exactly as train.py does: the prompt, then my reply
+    and the template's end-of-turn marker, oldest context turns dropped to fit max_len (None if nothing fits)."""
+    row = training.encode(tokenizer, messages, max_len, assistant_only=True, eot=eot)
+    if row is None:
+        return None
+    return row["input_ids"], sum(1 for label in row["labels"] if label != -100)
+
+
+def left_pad(rows: list[list[int]], pad_id: int):
+    """input_ids, attention_mask and position_ids of left-padded rows (replies and generations end aligned)."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def reply_nll(model, encoded: list[tuple[list[int], int]], pad_id: int, batch_size: int, desc: str) -> Likelihood:
+    """Summed NLL of each sample's reply tokens. Left padding puts every reply at the end of its row, so only the
+    last (longest reply + 1) positions need logits: the full logits of a large vocabulary would not fit."""
+    import torch
+    from tqdm import tqdm
+
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+    sums, counts = [0.0] * len(encoded), [0] * len(encoded)
+    device = next(model.parameters()).device
+    with torch.no_grad(), tqdm(total=len(order), desc=desc, unit="sample") as bar:
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            ids, mask, pos = (t.to(device) for t in left_pad([encoded[i][0] for i in batch], pad_id))
+            keep = max(encoded[i][1] for i in batch) + 1
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=keep).logits
+            logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+            targets = ids[:, -(keep - 1):]
+            token_lp = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+            for row, i in enumerate(batch):
+                n = encoded[i][1]
+                sums[i] = -token_lp[row, -n:].sum().item()
+                counts[i] = n
+            bar.update(len(batch))
+    return Likelihood(sums, counts)
+
+
+def generate_replies(model, tokenizer, contexts: list[list[dict]], cfg: Config, max_len: int, desc: str) -> list[str]:
+    """One sampled reply per context with the `generation` settings; seeded so reruns give the same text."""
+    import torch
+    from tqdm import tqdm
+    from transformers import set_seed
+
+    gen = cfg.generation
+    set_seed(gen.seed)
+    eot = templates.end_of_turn(tokenizer)
+    eot_ids = tokenizer(eot, add_special_tokens=False)["input_ids"]
+    eos = {tokenizer.eos_token_id, *_as_list(model.generation_config.eos_token_id)} - {None}
+    stop: dict = {"eos_token_id": sorted(eos)}
+    if len(eot_ids) == 1:
+        stop["eos_token_id"] = sorted(eos | set(eot_ids))
+    else:  # a ChatML template on a model without ChatML tokens: the marker is several tokens
+        stop.update(stop_strings=[eot], tokenizer=tokenizer)
+    sampling = {"do_sample": True, "temperature": gen.temperature, "top_p": gen.top_p, "top_k": gen.top_k}
+    device = next(model.parameters()).device
+    prompts = [tokenizer(templates.render(tokenizer, c[:-1], add_generation_prompt=True), add_special_tokens=False)
+               ["input_ids"][-max(max_len - gen.max_new_tokens, max_len // 2):] for c in contexts]
+    replies = []
+    for start in tqdm(range(0, len(prompts), cfg.evaluate.batch_size), desc=desc, unit="batch"):
+        ids, mask, _ = (t.to(device) for t in left_pad(prompts[start:start + cfg.evaluate.batch_size], tokenizer.pad_token_id))
+        with torch.no_grad():
+            out = model.generate(
+                input_ids=ids, attention_mask=mask, max_new_tokens=gen.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                repetition_penalty=gen.repetition_penalty, **stop,
+                **(sampling if gen.temperature > 0 else {"do_sample": False}),
+            )
+        texts = tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
+        replies += [t.split(eot)[0].strip() for t in texts]
+    return replies
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+# ---------------------------------------------------------------- the evaluation
+
+
+@dataclass
+class EvalResult:
+    run_dir: Path
+    data: Path
+    base_model: str
+    base: Likelihood
+    tuned: Likelihood
+    style: dict[str, dict[str, float]]  # "real" | "base" | "tuned" -> metrics
+    examples: list[dict]
+    style_samples: int
+    seconds: float
+
+    @property
+    def improved(self) -> bool:
+        return self.tuned.nll < self.base.nll
+
+    @property
+    def reduction(self) -> float:
+        """Relative NLL reduction of the fine-tune over the base (0.1 = 10 % lower)."""
+        return 1 - self.tuned.nll / self.base.nll
+
+    @property
+    def win_rate(self) -> float:
+        """Share of held-out replies the fine-tune finds more likely than the base does."""
+        return sum(t < b for t, b in zip(self.tuned.nll_sums, self.base.nll_sums)) / len(self.base.nll_sums)
+
+    def closer_to_real(self) -> int:
+        """On how many style metrics the fine-tune is closer to my real replies than the base is."""
+        real, base, tuned = self.style["real"], self.style["base"], self.style["tuned"]
+        return sum(abs(tuned[k] - real[k]) < abs(base[k] - real[k]) for k in real)
+
+    def to_json(self) -> dict:
+        return {
+            "run": str(self.run_dir), "data": str(self.data), "base_model": self.base_model,
+            "samples": len(self.base.tokens), "reply_tokens": sum(self.base.tokens),
+            "base_nll": self.base.nll, "tuned_nll": self.tuned.nll,
+            "base_perplexity": self.base.perplexity, "tuned_perplexity": self.tuned.perplexity,
+            "nll_reduction": self.reduction, "win_rate": self.win_rate, "improved": self.improved,
+            "style_samples": self.style_samples, "style": self.style,
+            "style_closer_to_real": self.closer_to_real(), "examples": self.examples, "seconds": self.seconds,
+        }
+
+
+def evaluate_run(run: Run, data: Path, cfg: Config) -> EvalResult:
+    """Score, generate, and write eval.json, eval_report.md and the charts into the run folder."""
+    started = time.time()
+    samples = load_samples(data, cfg.evaluate.max_samples)
+    max_len = run.max_seq_length or cfg.model.max_seq_length
+    model, tokenizer = load_run_model(run)
+    eot = templates.end_of_turn(tokenizer)
+    encoded = [e for e in (encode_sample(tokenizer, s, max_len, eot) for s in samples) if e is not None]
+    if not encoded:
+        raise HiveError(f"no sample of {data} fits the run's model.max_seq_length={max_len}")
+    batch = cfg.evaluate.batch_size
+    tuned = reply_nll(model, encoded, tokenizer.pad_token_id, batch, "likelihood, fine-tune")
+    with model.disable_adapter():
+        base = reply_nll(model, encoded, tokenizer.pad_token_id, batch, "likelihood, base")
+
+    contexts = samples[: cfg.evaluate.style_samples]
+    real = [s[-1]["content"] for s in contexts]
+    generated = {"tuned": generate_replies(model, tokenizer, contexts, cfg, max_len, "replies, fine-tune")}
+    with model.disable_adapter():
+        generated["base"] = generate_replies(model, tokenizer, contexts, cfg, max_len, "replies, base")
+    vocabulary = my_vocabulary(cfg.path("final"), real)
+    style = {name: style_metrics(replies, vocabulary) for name, replies in
+             (("real", real), ("base", generated["base"]), ("tuned", generated["tuned"]))}
+    examples = [
+        {"context": c[:-1], "real": r, "base": b, "tuned": t}
+        for c, r, b, t in list(zip(contexts, real, generated["base"], generated["tuned"]))[: cfg.evaluate.examples]
+    ]
+    result = EvalResult(run.folder, data, run.base_model, base, tuned, style, examples, len(contexts), time.time() - started)
+    write_outputs(result, cfg)
+    return result
+
+
+# ---------------------------------------------------------------- the report
+
+
+def likelihood_table(result: EvalResult) -> str:
+    """The key table (Markdown, also printed by evaluate.py)."""
+    rows = [
+        "| model | NLL / reply token | perplexity |",
+        "|---|---:|---:|",
+        f"| base ({result.base_model}) | {result.base.nll:.3f} | {result.base.perplexity:.1f} |",
+        f"| fine-tune ({result.run_dir.name}) | {result.tuned.nll:.3f} | {result.tuned.perplexity:.1f} |",
+    ]
+    return "\n".join(rows)
+
+
+def style_table(result: EvalResult) -> str:
+    rows = ["| style metric | me (real) | base | fine-tune |", "|---|---:|---:|---:|"]
+    real, base, tuned = result.style["real"], result.style["base"], result.style["tuned"]
+    for key, (label, _) in STYLE_METRICS.items():
+        mark = " ✓" if abs(tuned[key] - real[key]) < abs(base[key] - real[key]) else ""
+        rows.append(f"| {label} | {real[key]:.2f} | {base[key]:.2f} | {tuned[key]:.2f}{mark} |")
+    return "\n".join(rows)
+
+
+def verdict(result: EvalResult) -> str:
+    if result.improved:
+        return (f"The fine-tune beats the base on held-out replies: NLL {result.reduction:.1%} lower "
+                f"(perplexity {result.base.perplexity:.1f} -> {result.tuned.perplexity:.1f}); it finds "
+                f"{result.win_rate:.0%} of my real replies more likely than the base does.")
+    return (f"The fine-tune is NOT better than the base on held-out replies (NLL {result.tuned.nll:.3f} vs "
+            f"{result.base.nll:.3f}); train longer or on more data, or check the data with validate_dataset.py.")
+
+
+def _quote(text: str) -> str:
+    return "<br>".join(line.replace("|", "\\|") for line in text.strip().splitlines()) or "(empty)"
+
+
+def examples_markdown(examples: list[dict], context_turns: int = 4) -> str:
+    parts = []
+    for n, ex in enumerate(examples, 1):
+        lines = [f"### Example {n}", ""]
+        for turn in ex["context"][-context_turns:]:
+            if turn["role"] != "system":
+                who = "me" if turn["role"] == "assistant" else "them"
+                lines.append(f"> **{who}:** {_quote(turn['content'])}  ")
+        lines += ["", "| | reply |", "|---|---|", f"| me (real) | {_quote(ex['real'])} |",
+                  f"| base | {_quote(ex['base'])} |", f"| fine-tune | {_quote(ex['tuned'])} |", ""]
+        parts.append("\n".join(lines))
+    return "\n".join(parts)
+
+
+def write_charts(result: EvalResult) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"real": "#4c72b0", "base": "#999999", "tuned": "#dd8452"}
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    values = [result.base.nll, result.tuned.nll]
+    bars = ax.bar(["base", "fine-tune"], values, color=[colors["base"], colors["tuned"]])
+    ax.bar_label(bars, labels=[f"{v:.3f}" for v in values])
+    ax.set_ylabel("NLL per reply token (nats)")
+    ax.set_title("held-out reply likelihood (lower is better)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(result.run_dir / "eval_nll.png", dpi=120)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(2, 4, figsize=(11, 4.8))
+    for ax, (key, (label, _)) in zip(axes.flat, STYLE_METRICS.items()):
+        ax.bar(["me", "base", "tuned"], [result.style[m][key] for m in ("real", "base", "tuned")],
+               color=[colors[m] for m in ("real", "base", "tuned")])
+        ax.set_title(label, fontsize=9)
+        ax.tick_params(labelsize=8)
+    fig.suptitle("reply style: my real replies vs generated ones (closer to 'me' is better)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(result.run_dir / "eval_style.png", dpi=120)
+    plt.close(fig)
+    return ["eval_nll.png", "eval_style.png"]
+
+
+def write_outputs(result: EvalResult, cfg: Config) -> None:
+    """eval.json, the charts and eval_report.md in the run folder."""
+    with atomic_write(result.run_dir / "eval.json") as f:
+        json.dump(result.to_json(), f, ensure_ascii=False, indent=2)
+    charts = write_charts(result)
+    gen = cfg.generation
+    definitions = "\n".join(f"- *{label}*: {how}" for label, how in STYLE_METRICS.values())
+    report = f"""# Evaluation of {result.run_dir.name}
+
+Base model `{result.base_model}`; held-out data `{result.data}`: {len(result.base.tokens):,} replies,
+{sum(result.base.tokens):,} reply tokens. Both models are scored on the same tokens with the run's chat template.
+
+## Held-out reply likelihood
+
+{likelihood_table(result)}
+
+{verdict(result)}
+
+![likelihood]({charts[0]})
+
+## Style of generated replies
+
+{result.style_samples} held-out contexts; sampling: temperature {gen.temperature}, top_p {gen.top_p}, top_k {gen.top_k},
+repetition_penalty {gen.repetition_penalty}, max_new_tokens {gen.max_new_tokens}, seed {gen.seed}.
+✓ marks where the fine-tune is closer to my real replies than the base is
+({result.closer_to_real()} of {len(STYLE_METRICS)} metrics).
+
+{style_table(result)}
+
+{definitions}
+
+![style]({charts[1]})
+
+## Examples
+
+{examples_markdown(result.examples)}
+"""
+    with atomic_write(result.run_dir / "eval_report.md") as f:
+        f.write(report)

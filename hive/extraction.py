@@ -1,0 +1,376 @@
+"""The extract stage: every WhatsApp export under paths.raw (.txt, or the chat inside a WhatsApp .zip) becomes
+paths.cleaned/<chat>.jsonl (the data contract in DEVELOPERS.md), plus _summary.json.
+
+Files are streamed (one line in memory at a time) and each output is written to a temporary file and renamed.
+Who "me" is comes from extract.me or, when that is empty, from clues in the chats (see decide_me); detection
+needs one extra read of every file before writing.
+"""
+
+import re
+import zipfile
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from json.encoder import encode_basestring as _json_str
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterator, Optional
+
+from hive import fileio, whatsapp
+from hive.config import Config
+from hive.errors import HiveError
+from hive.privacy import Pseudonyms, Redactor, strip_urls
+
+SUMMARY_NAME = "_summary.json"
+_SET_ME = 'pass --me "Your Name" (repeatable) or set extract.me in training_config.yaml'
+# The other person of a 1:1 chat, from the export's own file name (English app language).
+_CHAT_WITH = re.compile(r"^WhatsApp Chat (?:with|-) (.+?)(?: \d+)?$")
+_UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f]+')
+
+
+@dataclass
+class Source:
+    """One chat text to read: a .txt file, or a .txt member of a .zip."""
+
+    label: str                                  # path relative to the input folder (zip members as zip/member)
+    title: str                                  # the chat's name before collisions are resolved
+    open: Optional[Callable] = None             # () -> context manager of a binary stream
+    problem: Optional[str] = None               # set when the file cannot be used at all
+
+
+@dataclass
+class ChatReport:
+    source: str
+    status: str = "ok"                          # ok | skipped
+    reason: Optional[str] = None
+    chat: Optional[str] = None
+    output: Optional[str] = None
+    format: Optional[str] = None
+    header: Optional[str] = None
+    date_order: Optional[str] = None
+    date_order_reason: Optional[str] = None
+    lines: int = 0
+    skipped_lines: int = 0
+    messages: int = 0
+    my_messages: int = 0
+    kinds: dict = field(default_factory=dict)
+    senders: dict = field(default_factory=dict)
+
+
+@dataclass
+class MeDecision:
+    names: list[str]
+    reason: str
+    evidence: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ExtractResult:
+    input: Path
+    output: Path
+    me: MeDecision
+    chats: list[ChatReport]
+    summary_path: Path
+
+    @property
+    def written(self) -> list[ChatReport]:
+        return [c for c in self.chats if c.status == "ok"]
+
+    @property
+    def skipped(self) -> list[ChatReport]:
+        return [c for c in self.chats if c.status != "ok"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Inputs
+
+
+def find_sources(root: Path) -> list[Source]:
+    """Every file under `root` (sorted, hidden files ignored) as a Source; zips are opened to find their chats."""
+    sources = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        suffix = path.suffix.lower()
+        if suffix == ".txt":
+            sources.append(Source(str(rel), path.stem, open=lambda p=path: open(p, "rb")))
+        elif suffix == ".zip":
+            sources.extend(_zip_sources(path, rel))
+        else:
+            sources.append(Source(str(rel), path.stem, problem="not a .txt or .zip export"))
+    return sources
+
+
+def _zip_sources(path: Path, rel: Path) -> list[Source]:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = [i.filename for i in zf.infolist() if not i.is_dir() and i.filename.lower().endswith(".txt")
+                       and not i.filename.startswith("__MACOSX/")]
+    except (zipfile.BadZipFile, OSError) as e:
+        return [Source(str(rel), path.stem, problem=f"broken zip ({e})")]
+    if not members:
+        return [Source(str(rel), path.stem, problem="zip holds no chat text (.txt)")]
+
+    def opener(member):
+        @contextmanager
+        def open_member():
+            with zipfile.ZipFile(path) as zf, zf.open(member) as f:
+                yield f
+        return open_member
+
+    # WhatsApp names the text `_chat.txt` and the zip after the chat, so the zip's name is the chat's
+    single = len(members) == 1
+    return [Source(f"{rel}/{m}", path.stem if single else f"{path.stem} - {PurePosixPath(m).stem}", open=opener(m))
+            for m in members]
+
+
+@contextmanager
+def _lines(source: Source) -> Iterator:
+    with source.open() as raw:
+        yield whatsapp.open_text(raw)
+
+
+def _format(source: Source, date_order: str) -> whatsapp.Format:
+    with _lines(source) as lines:
+        return whatsapp.detect_format(lines, date_order)
+
+
+def _unusable(source: Source) -> Optional[str]:
+    """Why the source cannot be read as an export, checked cheaply before any parsing (None if it may be)."""
+    if source.problem:
+        return source.problem
+    with source.open() as raw:
+        if not raw.read(1):
+            return "empty file"
+    return None
+
+
+def _survey(source: Source, date_order: str) -> tuple[whatsapp.Format, whatsapp.ParseStats]:
+    """Parse without writing: the statistics that decide who "me" is."""
+    fmt = _format(source, date_order)
+    stats = whatsapp.ParseStats()
+    with _lines(source) as lines:
+        for _ in whatsapp.iter_messages(lines, fmt, stats):
+            pass
+    return fmt, stats
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Who is "me"
+
+
+def decide_me(configured: list[str], chats: list[tuple[str, whatsapp.ParseStats]]) -> MeDecision:
+    """The exporting user's name(s). Configured names win. Otherwise, in order of strength: the sender of
+    "You deleted this message" (any language); in a two-person chat, the participant other than the one the chat
+    names (iPhone attributed system events, "You added X", the file name); the one sender present in every chat.
+    Raises HiveError when the clues are missing or contradict each other."""
+    if configured:
+        return MeDecision(list(configured), "configured (extract.me)")
+    found: dict[str, list[str]] = {}
+    for chat, stats in chats:
+        for name, n in stats.deleted_by_me.items():
+            found.setdefault(name, []).append(f'{chat}: "{name}" sent "You deleted this message" ({n}x)')
+        others = set(stats.attributed) | set(stats.not_me) | ({m.group(1)} if (m := _CHAT_WITH.match(chat)) else set())
+        senders = set(stats.senders)
+        if len(senders) == 2 and len(senders & others) == 1:
+            (other,) = senders & others
+            (me,) = senders - others
+            found.setdefault(me, []).append(f'{chat}: two-person chat; the chat itself names "{other}" as the other')
+    senders_of = [set(stats.senders) for _, stats in chats]
+    if found:
+        together = [sorted(s & set(found)) for s in senders_of if len(s & set(found)) > 1]
+        if together:
+            raise HiveError(f"who is you is ambiguous: {' and '.join(together[0])} both look like you and write in "
+                            f"the same chat; {_SET_ME}")
+        return MeDecision(sorted(found), "detected", [e for name in sorted(found) for e in found[name]])
+    everyone = Counter(name for _, stats in chats for name in stats.senders.elements())
+    if len(chats) > 1:
+        common = set.intersection(*senders_of)
+        if len(common) == 1:
+            (me,) = common
+            return MeDecision([me], "detected", [f'"{me}" is the only sender present in all {len(chats)} chats'])
+    listed = ", ".join(f"{name} ({n:,})" for name, n in everyone.most_common(8))
+    raise HiveError(f"could not tell which sender is you (no \"You deleted this message\", no two-person chat that "
+                    f"names the other person, no single sender common to all chats); senders: {listed}; {_SET_ME}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Writing
+
+
+def _chat_name(title: str, label: str, used: set) -> str:
+    """A file-safe chat name, unique in this run (two `_chat.txt` of different zips, or equal names in folders)."""
+    name = _UNSAFE.sub("_", title).strip(" ._") or "chat"
+    if name.casefold() in used:
+        parent = str(PurePosixPath(label.replace("\\", "/")).parent)
+        name = f"{name} ({_UNSAFE.sub('_', parent)})" if parent != "." else name
+    base, n = name, 2
+    while name.casefold() in used:
+        name, n = f"{base} ({n})", n + 1
+    used.add(name.casefold())
+    return name
+
+
+def _write_chat(source: Source, fmt, chat: str, out: Path, me: set, redact: Redactor,
+                pseudonyms: Optional[Pseudonyms], plain: bool) -> tuple[whatsapp.ParseStats, int]:
+    """Stream one chat into <chat>.jsonl (and <chat>.txt when `plain`); returns its stats and my message count."""
+    stats = whatsapp.ParseStats()
+    chat_json = _json_str(chat)
+    senders_json: dict = {None: ("null", "false")}
+    mine = 0
+    with _lines(source) as lines, fileio.atomic_write(out / f"{chat}.jsonl") as f, \
+            (fileio.atomic_write(out / f"{chat}.txt") if plain else _nothing()) as txt:
+        for ts, sender, text, kind in whatsapp.iter_messages(lines, fmt, stats):
+            try:
+                sender_json, is_me = senders_json[sender]
+            except KeyError:
+                is_me = "true" if sender.casefold() in me else "false"
+                shown = pseudonyms.name(sender) if pseudonyms and is_me == "false" else sender
+                sender_json, is_me = senders_json[sender] = (_json_str(shown), is_me)
+            if is_me == "true":
+                mine += 1
+                if txt is not None and kind in ("text", "edited"):
+                    line = redact(strip_urls(text)).replace("\n", " ").strip()
+                    if line:
+                        txt.write(line + "\n")
+            if kind == "media":
+                # only a caption is message text; the placeholder line holds file names with digit runs
+                head, sep, caption = text.partition("\n")
+                text = head + sep + redact(caption) if caption else text
+            elif kind not in ("deleted", "view_once"):
+                text = redact(text)
+            if pseudonyms is not None:
+                text = pseudonyms.text(text)
+            f.write(f'{{"chat": {chat_json}, "timestamp": "{ts}", "sender": {sender_json}, "is_me": {is_me}, '
+                    f'"kind": "{kind}", "text": {_json_str(text)}}}\n')
+    return stats, mine
+
+
+@contextmanager
+def _nothing():
+    yield None
+
+
+def _report(report: ChatReport, fmt: whatsapp.Format, stats: whatsapp.ParseStats) -> None:
+    report.format, report.header = fmt.platform, fmt.example
+    report.date_order, report.date_order_reason = fmt.date_order, fmt.date_order_reason
+    report.lines, report.skipped_lines, report.messages = stats.lines, stats.skipped_lines, stats.messages
+    report.kinds = {k: stats.kinds[k] for k in whatsapp.KINDS if stats.kinds[k]}
+    report.senders = dict(stats.senders.most_common())
+
+
+def _reason(e: Exception) -> str:
+    if isinstance(e, UnicodeDecodeError):
+        return "not UTF-8 or UTF-16 text (a WhatsApp export is UTF-8)"
+    if isinstance(e, zipfile.BadZipFile):
+        return f"broken zip ({e})"
+    return str(e)
+
+
+def run(cfg: Config, progress: bool = True) -> ExtractResult:
+    """Extract every chat under paths.raw into paths.cleaned; see the module docstring."""
+    from tqdm import tqdm
+
+    raw, out = cfg.path("raw"), cfg.path("cleaned")
+    if not raw.is_dir() or not any(p.is_file() and not p.name.startswith(".") for p in raw.rglob("*")):
+        raise HiveError(f"no WhatsApp exports in {raw}: export a chat in WhatsApp (chat > More > Export chat) and "
+                        f"put the .txt or .zip there (any sub-folder), or pass --input DIR")
+    x = cfg.extract
+    sources = find_sources(raw)
+    reports: list[ChatReport] = []
+    usable: list[tuple[Source, ChatReport]] = []
+    for source in sources:
+        report = ChatReport(source.label)
+        reports.append(report)
+        try:
+            reason = _unusable(source)
+        except (OSError, zipfile.BadZipFile) as e:
+            reason = _reason(e)
+        if reason:
+            report.status, report.reason = "skipped", reason
+        else:
+            usable.append((source, report))
+
+    def readable(items, step: Callable) -> list:
+        """Apply `step` to each (source, report); a file that turns out unreadable is skipped with its reason."""
+        kept = []
+        for source, report in tqdm(items, desc=f"extract: {step.__name__.strip('_')}", unit="file",
+                                   disable=not progress or len(items) < 2):
+            try:
+                kept.append((source, report, step(source, x.date_order)))
+            except (whatsapp.NotAnExport, UnicodeDecodeError, zipfile.BadZipFile, OSError) as e:
+                report.status, report.reason = "skipped", _reason(e)
+        return kept
+
+    surveyed = readable(usable, _survey) if not x.me or x.pseudonymize else None
+    if surveyed is not None:
+        usable = [(s, r) for s, r, _ in surveyed]
+    used: set = set()
+    for source, report in usable:
+        report.chat = _chat_name(source.title, source.label, used)
+    if not usable:
+        _write_summary(out, raw, None, reports)
+        reasons = "; ".join(f"{r.source}: {r.reason}" for r in reports[:5])
+        raise HiveError(f"no usable WhatsApp export in {raw} ({reasons}); export the chat again from WhatsApp "
+                        f"(without media is enough) and put the .txt or .zip there")
+
+    me = decide_me(x.me, [(r.chat, st) for _, r, (_, st) in surveyed] if surveyed else [])
+    me_set = {n.casefold() for n in me.names}
+    pseudonyms = None
+    if x.pseudonymize:
+        names = [n for _, _, (_, st) in surveyed for n in st.senders] + \
+                [n for _, _, (_, st) in surveyed for n in st.attributed]
+        pseudonyms = Pseudonyms(names, keep=me.names)
+    redact = Redactor(x.redact)
+    formats = {id(s): fmt for s, _, (fmt, _) in surveyed} if surveyed else {}
+
+    def write(source, report):
+        fmt = formats.get(id(source)) or _format(source, x.date_order)
+        if pseudonyms is not None:
+            report.chat = _UNSAFE.sub("_", pseudonyms.text(report.chat))
+        stats, mine = _write_chat(source, fmt, report.chat, out, me_set, redact, pseudonyms, x.write_plain)
+        report.output, report.my_messages = f"{report.chat}.jsonl", mine
+        _report(report, fmt, stats)
+
+    for source, report in tqdm(usable, desc="extract", unit="file", disable=not progress or len(usable) < 2):
+        try:
+            write(source, report)
+        except (whatsapp.NotAnExport, UnicodeDecodeError, zipfile.BadZipFile, OSError) as e:
+            report.status, report.reason = "skipped", _reason(e)
+    summary = _write_summary(out, raw, me, reports)
+    result = ExtractResult(raw, out, me, reports, summary)
+    if not result.written:
+        raise HiveError(f"no usable WhatsApp export in {raw}; see {summary}")
+    if x.me and not any(r.my_messages for r in result.written):
+        found = Counter()
+        for r in result.written:
+            found.update(r.senders)
+        raise HiveError(f"extract.me {x.me} matches no sender (names must match the export); senders: "
+                        f"{', '.join(n for n, _ in found.most_common(8))}; {_SET_ME}")
+    return result
+
+
+def _write_summary(out: Path, raw: Path, me: Optional[MeDecision], reports: list[ChatReport]) -> Path:
+    import json
+
+    path = out / SUMMARY_NAME
+    data = {"input": str(raw), "output": str(out), "me": asdict(me) if me else None,
+            "files": [asdict(r) for r in reports]}
+    with fileio.atomic_write(path) as f:
+        json.dump(data, f, ensure_ascii=False, indent=1)
+    return path
+
+
+def table(result: ExtractResult) -> str:
+    """One compact row per input file, for the terminal."""
+    rows = [("file", "format", "order", "messages", "mine", "senders", "note")]
+    for r in result.chats:
+        if r.status == "ok":
+            note = "" if "GUESSED" not in (r.date_order_reason or "") else "date order guessed"
+            rows.append((r.source, r.format, r.date_order, f"{r.messages:,}", f"{r.my_messages:,}",
+                         str(len(r.senders)), note))
+        else:
+            rows.append((r.source, "-", "-", "-", "-", "-", f"skipped: {r.reason}"))
+    widths = [min(max(len(row[i]) for row in rows), 48) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  " + "  ".join(c[:48].ljust(w) for c, w in zip(row, widths)) + "  " + row[-1]
+                     for row in rows)

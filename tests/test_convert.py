@@ -1,0 +1,74 @@
+"""convert.py end to end in a temporary project: files, paths, determinism, errors; with the bundled tokenizer (slow)."""
+
+import json
+import shutil
+
+import pytest
+
+import convert
+import validate_dataset
+from hive.fileio import read_jsonl
+from tests.conftest import FIXTURES
+
+
+@pytest.fixture
+def cleaned(project):
+    folder = project / "dataset" / "cleaned"
+    shutil.copytree(FIXTURES / "cleaned", folder)
+    return folder
+
+
+def test_writes_training_and_validation_files(project, cleaned, capsys):
+    assert convert.main(["--tokenizer", "estimate", "--set", "convert.validation_fraction=0.5"]) == 0
+    final = project / "dataset" / "final"
+    train, val = list(read_jsonl(final / "personality.jsonl")), list(read_jsonl(final / "personality.val.jsonl"))
+    assert train and val and len(train) + len(val) == 7
+    out = capsys.readouterr().out
+    assert out.startswith("convert: settings\n  convert.mode: 'reply'")
+    assert "tokens counted with: estimate" in out and "dropped: duplicate" in out and "next: python validate_dataset.py" in out
+    assert validate_dataset.main(["--tokenizer", "estimate", "--input", str(final / "personality.jsonl")]) == 0
+
+
+def test_same_input_same_bytes(project, cleaned, tmp_path):
+    outputs = []
+    for name in ("a", "b"):
+        target = tmp_path / name / "p.jsonl"
+        assert convert.main(["--tokenizer", "estimate", "--output", str(target), "--set", "convert.validation_fraction=0.5"]) == 0
+        outputs.append((target.read_bytes(), (tmp_path / name / "p.val.jsonl").read_bytes()))
+    assert outputs[0] == outputs[1]
+
+
+def test_input_output_flags_and_sliding(project, tmp_path):
+    target = tmp_path / "out" / "s.jsonl"
+    args = ["--tokenizer", "estimate", "--input", str(FIXTURES / "cleaned"), "--output", str(target), "--mode", "sliding"]
+    assert convert.main(args + ["--set", "convert.validation_fraction=0"]) == 0
+    first = json.loads(target.read_text(encoding="utf-8").splitlines()[0])
+    assert first == {"messages": [{"role": "user", "content": "yeah what's up"}, {"role": "assistant", "content": "tell me"}]}
+    assert '"cat fed 🐱"' in target.read_text(encoding="utf-8")  # UTF-8 kept readable, not \u escapes
+    assert (tmp_path / "out" / "s.val.jsonl").read_text() == ""
+
+
+def test_missing_or_empty_input_says_run_extract(project, capsys):
+    from hive.cli import run
+
+    assert run(lambda: convert.main([])) == 1
+    assert "run that first" in capsys.readouterr().err
+    (project / "dataset" / "cleaned").mkdir(parents=True)
+    (project / "dataset" / "cleaned" / "notes.txt").write_text("not a chat")
+    assert run(lambda: convert.main([])) == 1
+    assert "extract.py" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_every_sample_fits_the_real_template(project, cleaned, smollm2_dir, capsys):
+    from hive.tokens import load_counter
+
+    limit = 60  # SmolLM2's template adds its 20-token default system prompt to every sample
+    assert convert.main(["--tokenizer", smollm2_dir, "--set", f"model.max_seq_length={limit}",
+                         "--set", "convert.validation_fraction=0"]) == 0
+    samples = [row["messages"] for row in read_jsonl(project / "dataset" / "final" / "personality.jsonl")]
+    assert "own chat template" in capsys.readouterr().out
+    counter = load_counter(smollm2_dir, "unused")
+    counts = counter.count_conversations(samples)
+    assert samples and max(counts) <= limit
+    assert validate_dataset.main(["--tokenizer", smollm2_dir, "--set", f"model.max_seq_length={max(counts) - 1}"]) == 1
