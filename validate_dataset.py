@@ -1,5 +1,6 @@
-"""Check a training file before you train on it: JSON, schema, roles, turn order, empty turns, duplicates and, with
-a tokenizer, length against model.max_seq_length. Exit 0: ready; 1: problems found; 2: file missing or unreadable.
+"""Check a training file before you train on it: JSON, schema, roles, turn order, empty turns, duplicates (a warning)
+and, with a tokenizer, length against model.max_seq_length. Exit 0: ready; 1: problems found; 2: file missing or
+unreadable.
 
     python validate_dataset.py                                  # dataset/final/personality.jsonl
     python validate_dataset.py --input dataset/final/personality.val.jsonl --sample 3
@@ -33,9 +34,10 @@ def main(argv=None) -> int:
     report = validate(path, counter, cfg.model.max_seq_length)
     for sample in report.samples[: args.sample]:
         print("\n" + "\n".join(f"  {m['role']:>9}: {json.dumps(m['content'], ensure_ascii=False)[:200]}" for m in sample))
-    if report.problems:
-        print(f"\nproblems (first {min(SHOWN, len(report.problems))} of {len(report.problems):,}):")
-        print("\n".join(f"  {p}" for p in report.problems[:SHOWN]))
+    for title, found in (("duplicates", report.warnings), ("problems", report.problems)):
+        if found:
+            print(f"\n{title} (first {min(SHOWN, len(found))} of {len(found):,}):")
+            print("\n".join(f"  {p}" for p in found[:SHOWN]))
     cli.print_summary("validate", {**report.stats(), "verdict": report.verdict()},
                       None if report.problems else "python train.py", started)
     return 1 if report.problems or not report.samples else 0

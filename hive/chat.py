@@ -6,7 +6,11 @@ chat template, persona and generation settings it was trained and exported with,
 and the reply fit the context length. evaluate.py and export verification reuse this module.
 """
 
+import contextlib
 import json
+import os
+import sys
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,6 +199,33 @@ def transformers_clone(model_dir: Path, gen, context_length: int, system_prompt:
     return Clone(_Transformers(model, tokenizer), gen, context_length, system_prompt, str(model_dir))
 
 
+@contextlib.contextmanager
+def native_errors_only():
+    """Hide what llama.cpp writes to the process's stderr (per-tensor lines, even with verbose=False and its log
+    level raised) but print again the lines that report an error or failure."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            log.seek(0)
+            for line in log.read().decode("utf-8", errors="replace").splitlines():
+                if "error" in line.lower() or "failed" in line.lower():
+                    print(line, file=sys.stderr)
+
+
+def has_llama_cpp() -> bool:
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def require_llama_cpp():
     try:
         import llama_cpp
@@ -208,14 +239,13 @@ def llama_cpp_clone(gguf: Path, gen, context_length: int, system_prompt: str | N
                     format: Callable[[list[dict]], str] | None = None, stops: list[str] | None = None) -> Clone:
     """A .gguf (optionally with a GGUF LoRA adapter) in llama.cpp. By default the chat template stored in the GGUF
     formats the prompt; export verification passes the Modelfile's template and stops instead."""
-    import os
-
     require_llama_cpp()
     from llama_cpp import Llama
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    llm = Llama(model_path=str(gguf), lora_path=str(lora) if lora else None, n_ctx=context_length,
-                n_threads=min(4, os.cpu_count() or 1), seed=gen.seed, verbose=False)
+    with native_errors_only():
+        llm = Llama(model_path=str(gguf), lora_path=str(lora) if lora else None, n_ctx=context_length,
+                    n_threads=min(4, os.cpu_count() or 1), seed=gen.seed, verbose=False)
     context_length = min(context_length, llm.n_ctx())
     if format is None:
         template = llm.metadata.get("tokenizer.chat_template")

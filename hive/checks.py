@@ -95,6 +95,7 @@ class Report:
     lines: int = 0
     blank: int = 0  # blank lines are skipped by every reader, so they are counted, not reported
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)  # duplicates: trainable, but seen more often than meant
     samples: list[list[dict]] = field(default_factory=list)
     tokens: list[int] | None = None
     token_note: str = ""
@@ -110,14 +111,16 @@ class Report:
                     f"`python clean_incomplete.py --input {self.path}` drops incomplete samples")
         if not self.samples:
             return "NOT READY: no samples"
+        dups = f"; {len(self.warnings):,} duplicate(s) skipped (trained more often than meant)" if self.warnings else ""
         if len(self.samples) < SMALL:
-            return f"READY, but small: {len(self.samples):,} samples (under {SMALL} teach the model little of your style)"
-        return f"READY: {len(self.samples):,} samples"
+            return f"READY, but small: {len(self.samples):,} samples (under {SMALL} teach the model little of your style){dups}"
+        return f"READY: {len(self.samples):,} samples{dups}"
 
     def stats(self) -> dict:
         turns = [sum(m["role"] != "system" for m in s) for s in self.samples]
         roles = Counter(m["role"] for s in self.samples for m in s)
-        rows = {"lines": self.lines, "blank lines": self.blank, "samples": len(self.samples), "problems": len(self.problems)}
+        rows = {"lines": self.lines, "blank lines": self.blank, "samples": len(self.samples),
+                "duplicates": len(self.warnings), "problems": len(self.problems)}
         rows.update({f"problems: {k}": n for k, n in sorted(Counter(p.kind for p in self.problems).items())})
         if self.samples:
             rows["turns per sample"] = _spread(turns)
@@ -137,8 +140,8 @@ def _spread(values: list[int]) -> str:
 
 
 def validate(path: Path, counter: TokenCounter | None, max_seq_length: int) -> Report:
-    """Every problem of the file: JSON, schema, roles, order, empty content, duplicates and (with a real tokenizer)
-    samples longer than max_seq_length."""
+    """Every problem of the file: JSON, schema, roles, order, empty content and (with a real tokenizer) samples
+    longer than max_seq_length; duplicate samples are warnings."""
     report = Report(path)
     lines, bad_utf8 = read_lines(path)
     report.lines = len(lines)
@@ -160,7 +163,7 @@ def validate(path: Path, counter: TokenCounter | None, max_seq_length: int) -> R
             continue
         key = json.dumps(obj["messages"], ensure_ascii=False, sort_keys=True)
         if key in first_seen:
-            report.problems.append(Problem(number, "duplicate", f"same sample as line {first_seen[key]}"))
+            report.warnings.append(Problem(number, "duplicate", f"same sample as line {first_seen[key]}"))
             continue
         first_seen[key] = number
         report.samples.append(obj["messages"])

@@ -110,13 +110,12 @@ def convert_to_gguf(model_dir: Path, out: Path, outtype: str) -> None:
 def quantize_gguf(src: Path, dst: Path, quantization: str) -> None:
     """An f16 GGUF -> q4_k_m / q5_k_m / q8_0 with llama.cpp's quantizer (llama-cpp-python)."""
     llama_cpp = chat.require_llama_cpp()
-    from llama_cpp import _logger
-
-    _logger.set_verbose(False)  # the quantizer logs a line per tensor at INFO; errors still print
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quantization.upper()}")
     params.nthread = os.cpu_count() or 1
-    if llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params)) != 0 or not dst.exists():
+    with chat.native_errors_only():  # the quantizer logs one or two lines per tensor
+        status = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+    if status != 0 or not dst.exists():
         raise HiveError(f"llama.cpp could not quantize {src.name} to {quantization} (see the error above)")
 
 
@@ -174,7 +173,7 @@ def _gguf_files(source_dir: Path, stem: str, quantizations: list[str], work: Pat
     made, started = [], time.time()
     f16 = work / f"{stem}-f16.gguf"
     # bf16 comes straight from the converter, and so does q8_0 without llama.cpp (slower, numpy)
-    needs_f16 = any(q != "bf16" and (q != "q8_0" or has_llama_cpp()) for q in quantizations)
+    needs_f16 = any(q != "bf16" and (q != "q8_0" or chat.has_llama_cpp()) for q in quantizations)
     if needs_f16:
         convert_to_gguf(source_dir, f16, "f16")
         print(f"converted {source_dir.name} to {f16.name} in {time.time() - started:.1f} s", flush=True)
@@ -184,7 +183,7 @@ def _gguf_files(source_dir: Path, stem: str, quantizations: list[str], work: Pat
         if q == "f16":
             continue
         started, out = time.time(), work / f"{stem}-{q}.gguf"
-        if q == "bf16" or (q == "q8_0" and not has_llama_cpp()):
+        if q == "bf16" or (q == "q8_0" and not chat.has_llama_cpp()):
             convert_to_gguf(source_dir, out, q)
         else:
             quantize_gguf(f16, out, q)
@@ -192,10 +191,6 @@ def _gguf_files(source_dir: Path, stem: str, quantizations: list[str], work: Pat
     if needs_f16 and "f16" not in quantizations:
         f16.unlink()
     return made
-
-
-def has_llama_cpp() -> bool:
-    return importlib.util.find_spec("llama_cpp") is not None
 
 
 def _verify_transformers(artifact: Artifact, clone_factory) -> None:
@@ -212,7 +207,7 @@ def _verify_gguf(artifact: Artifact, gguf: Path, cfg, template: str, stops: list
                  lora: Path | None = None) -> None:
     """Load the GGUF in llama.cpp, build the prompt with the Modelfile's TEMPLATE and stops, as Ollama would, and
     require the reply to end at a stop token rather than at the token limit."""
-    if not has_llama_cpp():
+    if not chat.has_llama_cpp():
         artifact.check = "skipped: llama-cpp-python not installed"
         return
     started = time.time()
@@ -241,7 +236,7 @@ def export_run(run: chat.Run, cfg, name: str, formats: list[str], quantizations:
         raise HiveError(f"unknown GGUF quantization {', '.join(bad) or '(none)'}; valid: {', '.join(QUANTIZATIONS)}")
     quantizations = list(dict.fromkeys(quantizations))
     ggufs = [f for f in formats if f in ("gguf", "lora_gguf")]
-    if ggufs and not has_llama_cpp() and any(q not in CONVERTER_TYPES for q in quantizations):
+    if ggufs and not chat.has_llama_cpp() and any(q not in CONVERTER_TYPES for q in quantizations):
         chat.require_llama_cpp()  # K-quants need llama.cpp's quantizer: one line saying how to install it
     exports = cfg.path("exports")
     final = exports / name
@@ -254,10 +249,10 @@ def export_run(run: chat.Run, cfg, name: str, formats: list[str], quantizations:
         result.notes.append(note)
         print(note, flush=True)
 
-    tokenizer = AutoTokenizer.from_pretrained(run.adapter)
     num_ctx = run.max_seq_length or cfg.model.max_seq_length
     template, stops = "", []
     if ggufs:  # learn the template before any heavy work, so an unsupported one fails fast
+        tokenizer = AutoTokenizer.from_pretrained(run.adapter)
         parts = derive_parts(tokenizer)
         template, stops = go_template(parts), stop_tokens(parts, tokenizer)
     exports.mkdir(parents=True, exist_ok=True)
@@ -269,12 +264,11 @@ def export_run(run: chat.Run, cfg, name: str, formats: list[str], quantizations:
                 print(f"verifying {artifact.format} ...", flush=True)
                 verify(artifact)
         for kind in ggufs:
-            gguf_files = [a for a in result.artifacts if a.format.startswith(f"{kind} ")]
-            if kind == "gguf":
-                lines = [f"FROM ./{gguf_files[0].path.name}"]
+            if kind == "gguf":  # the first quantization listed is the one Ollama gets
+                lines = [f"FROM ./{name}-{quantizations[0]}.gguf"]
                 file = "Modelfile"
             else:
-                lines = [f"FROM ./{gguf_files[0].path.name}", f"ADAPTER ./{gguf_files[1].path.name}"]
+                lines = [f"FROM ./{name}-base-{quantizations[0]}.gguf", f"ADAPTER ./{name}-lora-f16.gguf"]
                 file = "Modelfile.adapter"
             (work / file).write_text(modelfile_text(lines, template, stops, run.system_prompt, cfg.generation, num_ctx), encoding="utf-8")
             model = name if kind == "gguf" else f"{name}-adapter"

@@ -230,7 +230,8 @@ def _write_chat(source: Source, fmt, chat: str, out: Path, me: set, redact: Reda
             if is_me == "true":
                 mine += 1
                 if txt is not None and kind in ("text", "edited"):
-                    line = redact(strip_urls(text)).replace("\n", " ").strip()
+                    line = redact(strip_urls(text))
+                    line = " ".join((pseudonyms.text(line) if pseudonyms else line).split())
                     if line:
                         txt.write(line + "\n")
             if kind == "media":

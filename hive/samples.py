@@ -173,6 +173,8 @@ def sessions(chat: Chat, cfg: Config, info: Counter) -> list[list[Turn]]:
 
 
 def _reply_candidates(chats: list[Chat], cfg: Config, counter: TokenCounter, drops: Counter, info: Counter):
+    """A Candidate for every turn of mine that can be a target (the others are counted in `drops`); every turn's
+    tokens are counted once, in one batch, and shared by all the windows it appears in."""
     all_sessions = []
     for chat in tqdm(chats, desc="sessions", unit="chat", disable=None, leave=False):
         for index, turns in enumerate(sessions(chat, cfg, info)):
@@ -219,6 +221,7 @@ def _kept_original(chat: Chat, info: Counter) -> list[str]:
 
 
 def _sliding_candidates(chats: list[Chat], counter: TokenCounter, info: Counter):
+    """A Candidate for every pair of consecutive kept messages of mine within a chat."""
     per_chat = [(chat.name, _kept_original(chat, info)) for chat in chats]
     counts = iter(counter.count_texts([t for _, kept in per_chat for t in kept]))
     for name, kept in per_chat:

@@ -25,7 +25,7 @@ import os
 import platform
 import signal
 import statistics
-import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -325,7 +325,7 @@ def stop_callback():
                 self._previous = None
 
         def on_train_begin(self, args, state, control, **kwargs):
-            if hasattr(signal, "SIGINT") and threading_main():
+            if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
                 self._previous = signal.signal(signal.SIGINT, self.request_stop)
 
         def on_step_end(self, args, state, control, **kwargs):
@@ -337,12 +337,6 @@ def stop_callback():
             self._restore()
 
     return StopOnInterrupt()
-
-
-def threading_main() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 # ---------------------------------------------------------------- outputs
@@ -439,8 +433,6 @@ def trainer_args(cfg: Config, plan: Plan, run_dir: Path, has_eval: bool, **extra
         max_length=None,
         packing=False,
         padding_free=plan.padding_free,
-        # padded batches carry an attention_mask to count real tokens by; padding-free ones hold no padding
-        include_num_input_tokens_seen="all" if plan.padding_free else "non_padding",
         ddp_find_unused_parameters=False if plan.world_size > 1 else None,
         **extra,
     )
@@ -488,9 +480,13 @@ def train(cfg: Config, run: str | None = None, resume: str | None = None, callba
         processing_class=tokenizer,
         callbacks=[stopper, *callbacks],
     )
+    start_epoch = json.loads((checkpoint / "trainer_state.json").read_text())["epoch"] if checkpoint else 0.0
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     interrupted = stopper.requested
     state = trainer.state
+    # Real (non-pad) tokens trained on in this session: the dataset holds no padding, and the epochs run say how much
+    # of it was seen. (The Trainer's own counter includes the pad tail that Unsloth adds to padding-free rows.)
+    tokens = round((state.epoch - start_epoch) * train_data.tokens)
     eval_loss = None
     if val_data and not interrupted:
         eval_loss = trainer.evaluate()["eval_loss"]
@@ -522,8 +518,8 @@ def train(cfg: Config, run: str | None = None, resume: str | None = None, callba
         "steps": state.global_step,
         "epochs": state.epoch,
         "train_seconds": train_seconds,
-        "tokens_seen": state.num_input_tokens_seen,
-        "tokens_per_second": state.num_input_tokens_seen / train_seconds if train_seconds else None,
+        "tokens_seen": tokens,
+        "tokens_per_second": tokens / train_seconds if train_seconds else None,
         "train_loss": losses[-1] if losses else None,
         "eval_loss": eval_loss,
         "losses": [[e["step"], e["loss"]] for e in state.log_history if "loss" in e],

@@ -44,7 +44,9 @@ def test_validate_finds_every_kind_of_problem(copy):
     assert report.blank == 1 and len(report.samples) == 1
     dup = copy("good.jsonl")
     dup.write_text(dup.read_text() + dup.read_text().splitlines()[1] + "\n")
-    assert [str(p) for p in validate(dup, None, 2048).problems] == ["line 4: duplicate: same sample as line 2"]
+    report = validate(dup, None, 2048)
+    assert [str(p) for p in report.warnings] == ["line 4: duplicate: same sample as line 2"] and not report.problems
+    assert "1 duplicate(s) skipped" in report.verdict()
 
 
 @pytest.mark.parametrize("messages, kind", [

@@ -72,3 +72,18 @@ def test_every_sample_fits_the_real_template(project, cleaned, smollm2_dir, caps
     counts = counter.count_conversations(samples)
     assert samples and max(counts) <= limit
     assert validate_dataset.main(["--tokenizer", smollm2_dir, "--set", f"model.max_seq_length={max(counts) - 1}"]) == 1
+
+
+def test_extract_then_convert_then_validate(project, tmp_path):
+    """The stage contract: extract.py's cleaned files convert into a valid training file."""
+    import extract
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    shutil.copy(FIXTURES / "whatsapp" / "android_en_features.txt", raw)
+    assert extract.main(["--input", str(raw), "--me", "Sam"]) == 0
+    assert convert.main(["--tokenizer", "estimate", "--set", "convert.validation_fraction=0"]) == 0
+    samples = [row["messages"] for row in read_jsonl(project / "dataset" / "final" / "personality.jsonl")]
+    assert samples and all(s[-1]["role"] == "assistant" and "<" not in s[-1]["content"] for s in samples)
+    assert any(m["content"].startswith("Karan: hi") or "\nKaran: hi" in m["content"] for s in samples for m in s)
+    assert validate_dataset.main(["--tokenizer", "estimate"]) == 0

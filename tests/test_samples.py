@@ -1,11 +1,14 @@
 """hive.samples: the exact samples of both modes on hand-written chats (tests/fixtures/cleaned), drops by reason,
 fitting to model.max_seq_length, the session split, determinism."""
 
+import json
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hive.config import load_config
 from hive.errors import HiveError
@@ -190,3 +193,32 @@ def test_bad_input_is_one_clear_error(tmp_path):
 
 def test_validation_file_name():
     assert validation_path(Path("d/personality.jsonl")) == Path("d/personality.val.jsonl")
+
+
+message_rows = st.lists(
+    st.tuples(st.integers(0, 600), st.sampled_from(["Me", "Bo", "Cy", None]),
+              st.sampled_from(["text", "text", "edited", "media", "deleted", "system"]), st.text(min_size=0, max_size=30)),
+    min_size=1, max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=message_rows, limit=st.integers(40, 200), fraction=st.sampled_from([0.0, 0.2, 0.5]))
+def test_any_chat_gives_well_formed_fitting_leak_free_samples(rows, limit, fraction):
+    t, chats = datetime(2024, 1, 1), []
+    for c in range(2):
+        chats.append(Chat(f"chat{c}", [
+            Message(t + timedelta(minutes=m * (c + 1)), s, s == "Me", "system" if s is None else k, x)
+            for m, s, k, x in sorted(rows, key=lambda r: r[0])
+        ]))
+    if owner_name(chats) is None:
+        return
+    cfg = load_config(None, {"model.max_seq_length": limit, "convert.validation_fraction": fraction,
+                             "convert.merge_gap_minutes": 5.0, "convert.session_gap_hours": 1.0})
+    counter = TokenCounter()
+    result = build(chats, cfg, counter)
+    samples = messages(result)
+    assert all(s[0]["role"] == U and s[-1]["role"] == A and s[-1]["content"].strip() for s in samples)
+    assert all(n <= limit for n in counter.count_conversations(samples))
+    train_text = {json.dumps(s["messages"]) for s in result.train}
+    assert not train_text & {json.dumps(s["messages"]) for s in result.validation}

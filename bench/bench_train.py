@@ -1,0 +1,212 @@
+"""Training throughput: the original Hive recipe against Hive's defaults, on real chat samples.
+
+    python bench/bench_train.py --data dataset/final/personality.jsonl --samples 2000 --out bench.json   # CUDA GPU
+    python bench/bench_train.py --data FILE --device cpu --tiny                 # check the harness on CPU (minutes)
+
+Model: Llama-3.2-3B shapes (hidden 3072, intermediate 8192, 28 layers, 24 heads, 8 KV heads, vocab 128256, tied
+embeddings, Llama-3.2 rope) with random weights, since throughput does not depend on weight values and the GPU
+machine has no hub: built once into --model-dir with a small BPE tokenizer trained in-process on the samples and a
+Llama-3 chat template. --tiny uses a 2-layer, 256-wide model of the same kind.
+
+Data: --data is a convert.py file (`messages` JSONL). The first --samples samples are trained for one epoch; the
+epoch time is extrapolated to the whole file by its token count.
+
+Each configuration trains through hive.training.train in its own process (Unsloth patches transformers for the whole
+process), and the table reports real (non-pad) tokens per second over the whole epoch and after the first steps
+(compilation and warm-up), wall time per full epoch, and peak GPU memory.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+LLAMA_3B = dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=28, num_attention_heads=24,
+                num_key_value_heads=8, head_dim=128)
+TINY = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=64)
+SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
+            "<|finetune_right_pad_id|>"]
+
+# name -> (what it is, config overrides, extra SFTConfig fields)
+CONFIGS = {
+    "a": ("original: Unsloth 4-bit, batch 4 x 4, padded, group_by_length, dropout 0.05",
+          {"training.backend": "unsloth", "training.packing": False, "training.per_device_train_batch_size": 4,
+           "training.gradient_accumulation_steps": 4, "lora.lora_dropout": 0.05},
+          {"train_sampling_strategy": "group_by_length"}),
+    "b": ("Hive defaults: Unsloth 4-bit, padding-free, batch 32 x 1, dropout 0",
+          {"training.backend": "unsloth"}, {}),
+    "b16": ("Hive defaults with batch 16 x 1 (the original's 16 samples per step)",
+            {"training.backend": "unsloth", "training.per_device_train_batch_size": 16}, {}),
+    "c": ("Hugging Face + PEFT 4-bit (no Unsloth), padding-free, batch 32 x 1",
+          {"training.backend": "transformers"}, {}),
+}
+
+
+def build_model_dir(target: Path, texts: list[str], shape: dict, vocab: int = 128256) -> Path:
+    """A random-weight Llama of `shape` with a BPE tokenizer trained on `texts` and the Llama-3 chat template."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from hive.templates import LLAMA3
+
+    if (target / "config.json").exists():
+        return target
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=8000, special_tokens=SPECIALS,
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
+                                        pad_token="<|finetune_right_pad_id|>")
+    tokenizer.chat_template = LLAMA3
+    config = LlamaConfig(
+        vocab_size=vocab, tie_word_embeddings=True, max_position_embeddings=131072, rms_norm_eps=1e-5,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0, "low_freq_factor": 1.0,
+                         "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
+        **shape,
+    )
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.device(device):
+        model = LlamaForCausalLM(config).to(torch.bfloat16)
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
+
+
+def sample_texts(path: Path) -> list[str]:
+    return [m["content"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+            for m in json.loads(line)["messages"]]
+
+
+def run_one(name: str, args) -> dict:
+    """Train configuration `name` for one epoch over the first args.samples samples; the figures as a dict."""
+    if CONFIGS[name][1]["training.backend"] == "unsloth":
+        import unsloth  # noqa: F401  (first, before transformers)
+    import torch
+    from transformers import TrainerCallback
+
+    from hive import training
+    from hive.config import load_config
+
+    class Clock(TrainerCallback):
+        """Wall time of every optimizer step, so warm-up can be left out."""
+
+        def __init__(self):
+            self.times = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.times.append(time.perf_counter())
+
+    work = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    data = work / "personality.jsonl"  # no .val.jsonl beside it: no evaluation in the timing
+    lines = [l for l in Path(args.data).read_text(encoding="utf-8").splitlines() if l.strip()]
+    data.write_text("\n".join(lines[: args.samples]) + "\n", encoding="utf-8")
+    overrides = {
+        "paths.final": str(data), "paths.outputs": str(work / "outputs"), "model.base_model": str(args.model_dir),
+        "model.load_in_4bit": True, "training.num_train_epochs": 1.0, "training.save_steps": 10**6,
+        "training.logging_steps": 10, "training.report_to": "none", **CONFIGS[name][1],
+    }
+    if args.device == "cpu":
+        overrides["training.backend"] = "transformers"
+    cfg = load_config(REPO / "training_config.yaml", overrides)
+    clock = Clock()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    result = training.train(cfg, run=name, callbacks=[clock], args_extra=CONFIGS[name][2])
+    steps = len(clock.times)
+    warm = min(args.warmup_steps, steps - 1)
+    tokens = result["data"]["train"]["tokens"]
+    # tokens after warm-up, in proportion to the steps (batches are drawn at random, so per-step sizes average out)
+    steady_s = clock.times[-1] - clock.times[warm - 1] if warm > 0 else result["train_seconds"]
+    steady_tokens = tokens * (steps - warm) / steps
+    full_tokens = args.full_tokens or tokens
+    return {
+        "config": name, "what": CONFIGS[name][0], "backend": result["backend"], "samples": result["data"]["train"]["samples"],
+        "tokens": tokens, "steps": steps, "train_s": result["train_seconds"], "wall_s": time.perf_counter() - started,
+        "tok_s": tokens / result["train_seconds"], "steady_tok_s": steady_tokens / steady_s,
+        "epoch_min_full": result["train_seconds"] * full_tokens / tokens / 60,
+        "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
+        "reserved_gib": torch.cuda.max_memory_reserved() / 2**30 if torch.cuda.is_available() else None,
+        "final_loss": result["train_loss"], "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+    }
+
+
+def table(rows: list[dict], full_samples: int) -> str:
+    out = [f"| config | what | real tok/s (epoch) | real tok/s (after warm-up) | epoch of {full_samples:,} samples | "
+           "peak GiB (allocated / reserved) | steps |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        mem = f"{r['peak_gib']:.2f} / {r['reserved_gib']:.2f}" if r["peak_gib"] is not None else "n/a"
+        out.append(f"| {r['config']} | {r['what']} | {r['tok_s']:,.0f} | {r['steady_tok_s']:,.0f} | "
+                   f"{r['epoch_min_full']:.1f} min | {mem} | {r['steps']} |")
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="convert.py output (messages JSONL)")
+    parser.add_argument("--samples", type=int, default=2000, help="samples trained per configuration (one epoch)")
+    parser.add_argument("--configs", default="a,b,b16,c", help=f"any of {', '.join(CONFIGS)}")
+    parser.add_argument("--model-dir", type=Path, default=Path(tempfile.gettempdir()) / "hive-bench-llama3b")
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    parser.add_argument("--tiny", action="store_true", help="a 2-layer model (for checking the harness)")
+    parser.add_argument("--warmup-steps", type=int, default=5)
+    parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--logs", type=Path, help="write each configuration's full output to LOGS/<config>.log")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one configuration in this process
+    parser.add_argument("--full-tokens", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        print("BENCH " + json.dumps(run_one(args.one, args)), flush=True)
+        return 0
+
+    data = Path(args.data)
+    texts = sample_texts(data)
+    build_model_dir(args.model_dir, texts, TINY if args.tiny else LLAMA_3B, vocab=8192 if args.tiny else 128256)
+    from transformers import AutoTokenizer
+
+    from hive import training
+
+    tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
+    full = training.read_samples(data)
+    eot = training.templates.end_of_turn(tokenizer)
+    lengths = [len(r["input_ids"]) for r in (training.encode(tokenizer, m, 2048, True, eot) for m in full) if r]
+    print(f"data: {data} {len(full):,} samples, {sum(lengths):,} tokens, median {statistics.median(lengths):g}, "
+          f"max {max(lengths)}; benchmark trains the first {args.samples:,}", flush=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    rows = []
+    for name in args.configs.split(","):
+        cmd = [sys.executable, __file__, "--one", name, "--data", str(data), "--samples", str(args.samples),
+               "--model-dir", str(args.model_dir), "--device", args.device, "--warmup-steps", str(args.warmup_steps),
+               "--full-tokens", str(sum(lengths))]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if args.logs:
+            args.logs.mkdir(parents=True, exist_ok=True)
+            (args.logs / f"{name}.log").write_text(done.stdout + done.stderr, encoding="utf-8")
+        found = [l for l in done.stdout.splitlines() if l.startswith("BENCH ")]
+        if done.returncode or not found:
+            print(f"config {name} failed (exit {done.returncode}):\n{(done.stdout + done.stderr)[-4000:]}", flush=True)
+            continue
+        rows.append(json.loads(found[-1][6:]))
+        print(json.dumps(rows[-1]), flush=True)
+    print(table(rows, len(full)))
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

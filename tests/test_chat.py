@@ -1,0 +1,110 @@
+"""chat.py and hive.chat: history trimming keeps the newest turns within the context, the terminal loop's commands,
+and (slow) one reply from an adapter run and from a GGUF through `chat.py --prompt`.
+
+    python -m pytest -q tests/test_chat.py
+"""
+
+import io
+from types import SimpleNamespace
+
+import pytest
+
+import chat as chat_script
+from hive import chat
+from hive.errors import HiveError
+from tests.test_export import SYSTEM, make_run, needs_llama_cpp
+
+GEN = SimpleNamespace(max_new_tokens=10, temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.0, seed=0)
+
+
+class WordBackend:
+    """A stand-in model: one token per word (plus 2 per message), replies with a fixed text."""
+
+    def __init__(self, reply: str = "sure thing"):
+        self.reply, self.prompts = reply, []
+
+    def prompt_ids(self, messages):
+        return [0] * sum(len(m["content"].split()) + 2 for m in messages)
+
+    def stream(self, messages, gen, result):
+        self.prompts.append(messages)
+        for word in self.reply.split():
+            result.text += word + " "
+            yield word + " "
+        result.finish_reason = "stop"
+
+
+def turns(n: int) -> list[dict]:
+    history = []
+    for i in range(n):
+        history += [{"role": "user", "content": f"question {i} " * 3}, {"role": "assistant", "content": f"answer {i}"}]
+    return history + [{"role": "user", "content": "last one"}]
+
+
+def test_history_keeps_the_newest_turns_that_fit():
+    clone = chat.Clone(WordBackend(), GEN, context_length=50, system_prompt="be Sam")
+    messages = clone.messages(turns(10))
+    assert messages[0] == {"role": "system", "content": "be Sam"}
+    assert messages[1]["role"] == "user" and messages[-1]["content"] == "last one"
+    assert len(clone.backend.prompt_ids(messages)) <= 50 - GEN.max_new_tokens
+    kept = len(messages) - 1
+    assert messages[1:] == turns(10)[-kept:]
+    assert len(clone.backend.prompt_ids([messages[0], *turns(10)[-kept - 2:]])) > 40  # one more turn would not fit
+
+
+def test_short_history_is_untouched_and_a_too_long_message_is_an_error():
+    clone = chat.Clone(WordBackend(), GEN, context_length=200)
+    assert clone.messages(turns(2)) == turns(2)
+    with pytest.raises(HiveError, match="too long"):
+        clone.messages([{"role": "user", "content": "word " * 300}])
+
+
+def test_terminal_loop_reset_and_quit(monkeypatch, capsys, project):
+    backend = WordBackend("hi there")
+    monkeypatch.setattr(chat, "load_clone", lambda source, cfg: chat.Clone(backend, GEN, 500, SYSTEM, "fake"))
+    monkeypatch.setattr("sys.stdin", io.StringIO("hello\nhow are you\n/reset\nagain\n/quit\nnever read\n"))
+    assert chat_script.main(["somewhere"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("clone> hi there") == 3
+    assert "(conversation forgotten)" in out
+    assert [len(p) for p in backend.prompts] == [2, 4, 2]  # system + turns; /reset started over
+    assert backend.prompts[1][2] == {"role": "assistant", "content": "hi there"}
+
+
+def test_ctrl_d_ends_the_conversation(monkeypatch, capsys, project):
+    monkeypatch.setattr(chat, "load_clone", lambda source, cfg: chat.Clone(WordBackend(), GEN, 500, None, "fake"))
+    monkeypatch.setattr("sys.stdin", io.StringIO("hello\n"))
+    assert chat_script.main([]) == 0
+    assert "turns  1" in capsys.readouterr().out
+
+
+def test_nothing_to_chat_with_names_the_stages(project):
+    with pytest.raises(HiveError, match="train.py"):
+        chat_script.main(["--prompt", "hi"])  # no run in outputs/
+    with pytest.raises(HiveError, match="export_model.py"):
+        chat_script.main([str(project / "missing.gguf"), "--prompt", "hi"])
+    (project / "empty").mkdir()
+    with pytest.raises(HiveError, match="nothing to chat with"):
+        chat_script.main([str(project / "empty"), "--prompt", "hi"])
+
+
+@pytest.mark.slow
+def test_prompt_answers_from_an_adapter_run(smollm2_dir, project, capsys):
+    run = make_run(project / "outputs" / "run1", smollm2_dir)
+    assert chat_script.main(["--prompt", "hey, are you free tonight?", "--max-new-tokens", "24"]) == 0  # newest run
+    out = capsys.readouterr().out
+    assert f"persona: {SYSTEM}" in out and str(run) in out
+    reply = out.split("tokens\n", 1)[1].strip()
+    assert reply
+
+
+@pytest.mark.slow
+@needs_llama_cpp
+def test_prompt_answers_from_a_gguf(smollm2_dir, project, capsys):
+    from hive.export import convert_to_gguf
+
+    gguf = project / "smollm2-f16.gguf"
+    convert_to_gguf(smollm2_dir, gguf, "f16")
+    assert chat_script.main([str(gguf), "--prompt", "What is the capital of France?", "--temperature", "0"]) == 0
+    reply = capsys.readouterr().out.split("tokens\n", 1)[1].strip()
+    assert "Paris" in reply

@@ -1,0 +1,251 @@
+"""export_model.py: every format that can exist on CPU is written, loaded and asked for a reply (slow tests share one
+export of a perturbed SmolLM2 adapter); the Modelfile's template equals the trained chat template; the GGUF LoRA
+adapter on the base GGUF computes what the merged GGUF computes; errors name the stage to run; a failed export
+leaves nothing behind.
+
+    python -m pytest -q tests/test_export.py              # add -m "not slow" for the fast ones only
+"""
+
+import json
+import re
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+import export_model
+from hive import chat, export
+from hive.config import load_config
+from hive.errors import ConfigError, HiveError
+
+SYSTEM = "You are Sam. Reply as Sam would on WhatsApp."
+needs_llama_cpp = pytest.mark.skipif(not chat.has_llama_cpp(), reason="llama-cpp-python is not installed (CI installs it)")
+
+
+def make_run(folder: Path, base_dir: str, system_prompt: str | None = SYSTEM) -> Path:
+    """A run folder as train.py writes it, with a LoRA adapter that really changes the model (random B matrices,
+    small enough that the model still ends its replies)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=targets, task_type="CAUSAL_LM"))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.02)
+    model.save_pretrained(folder / "final_model")
+    AutoTokenizer.from_pretrained(base_dir).save_pretrained(folder / "final_model")
+    (folder / "run.json").write_text(json.dumps({"base_model": "smollm2-135m", "system_prompt": system_prompt}))
+    (folder / "config.yaml").write_text("model:\n  max_seq_length: 512\n")
+    return folder
+
+
+def fake_run(root: Path) -> Path:
+    """The files of a run without weights: enough for everything before a model is loaded."""
+    run = root / "outputs" / "r1"
+    (run / "final_model").mkdir(parents=True)
+    (run / "final_model" / "adapter_config.json").write_text("{}")
+    (run / "run.json").write_text(json.dumps({"base_model": "smollm2-135m", "system_prompt": None}))
+    return run
+
+
+# ---------------------------------------------------------------- fast
+
+
+def test_formats_expand_and_unknown_ones_list_the_valid():
+    assert export.expand_formats(["gguf", "lora"]) == ["lora", "gguf"]
+    assert export.expand_formats(["all"]) == list(export.FORMATS)
+    with pytest.raises(HiveError, match="valid: lora, merged_16bit, merged_4bit, gguf, lora_gguf, all"):
+        export.expand_formats(["safetensors"])
+
+
+def test_cli_rejects_unknown_format_and_quantization_with_the_valid_ones(project):
+    with pytest.raises(ConfigError) as e:
+        export_model.main(["--format", "lora,onnx", "--quantization", "q3_k"])
+    text = str(e.value)
+    assert "export.formats" in text and "'merged_16bit'" in text and "'lora_gguf'" in text
+    assert "export.quantization" in text and "'q5_k_m'" in text
+
+
+def test_missing_or_wrong_input_names_train_py(project):
+    with pytest.raises(HiveError, match="train.py"):
+        export_model.main([])  # no run at all
+    with pytest.raises(HiveError, match="written by train.py"):
+        export_model.main(["--input", str(project / "outputs" / "nope")])
+    (project / "outputs" / "half").mkdir(parents=True)
+    with pytest.raises(HiveError, match="run.json is missing.*train.py"):
+        export_model.main(["--input", str(project / "outputs" / "half")])
+
+
+def test_newest_run_is_the_default(project):
+    import os
+
+    old, new = fake_run(project), project / "outputs" / "r2"
+    (new / "final_model").mkdir(parents=True)
+    (new / "final_model" / "adapter_config.json").write_text("{}")
+    (new / "run.json").write_text(json.dumps({"base_model": "x"}))
+    os.utime(old / "run.json", (1, 1))
+    assert chat.load_run(None, project / "outputs").folder == new
+    assert chat.load_run(new / "final_model", project / "outputs").folder == new
+
+
+@pytest.mark.parametrize("mode, improved, outcome", [
+    ("warn", False, "warning"), ("refuse", False, HiveError), ("refuse", True, None), ("off", False, None),
+    ("warn", None, "hint"),
+])
+def test_require_improvement(project, mode, improved, outcome):
+    run = chat.load_run(fake_run(project), project / "outputs")
+    if improved is not None:
+        (run.folder / "eval.json").write_text(json.dumps({"base_nll": 2.0, "tuned_nll": 2.5, "improved": improved}))
+    if outcome is HiveError:
+        with pytest.raises(HiveError, match="no better than the base model.*require_improvement=warn"):
+            export.check_improvement(run, mode)
+    elif outcome is None:
+        assert export.check_improvement(run, mode) is None
+    else:
+        assert export.check_improvement(run, mode).startswith(outcome)
+
+
+def test_k_quants_without_llama_cpp_fail_with_one_line_before_any_work(project, monkeypatch):
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import llama_cpp now raises ImportError
+    run = chat.load_run(fake_run(project), project / "outputs")
+    with pytest.raises(HiveError, match="pip install llama-cpp-python"):
+        export.export_run(run, load_config(), "x", ["gguf"], ["q4_k_m"])
+    assert not (project / "exports").exists()
+
+
+def test_failed_export_leaves_nothing_and_keeps_the_previous_one(project, monkeypatch):
+    run = chat.load_run(fake_run(project), project / "outputs")
+    previous = project / "exports" / "clone"
+    previous.mkdir(parents=True)
+    (previous / "export.json").write_text("{}")
+
+    def broken(artifact, factory):
+        raise HiveError("verification failed: empty reply")
+
+    monkeypatch.setattr(export, "_verify_transformers", broken)
+    with pytest.raises(HiveError, match="verification failed"):
+        export.export_run(run, load_config(), "clone", ["lora"], ["q4_k_m"])
+    assert [p.name for p in (project / "exports").iterdir()] == ["clone"]
+    assert (previous / "export.json").read_text() == "{}"
+
+
+def test_merged_4bit_is_skipped_with_a_reason_without_cuda(project, monkeypatch):
+    monkeypatch.setattr(export, "_has_cuda", lambda: False)
+    run = chat.load_run(fake_run(project), project / "outputs")
+    cfg = load_config(None, {"export.verify": False})
+    result = export.export_run(run, cfg, "clone", ["lora", "merged_4bit"], ["q4_k_m"])
+    assert [a.format for a in result.artifacts] == ["lora"]
+    assert any(n.startswith("merged_4bit skipped: it needs a CUDA GPU") for n in result.notes)
+
+
+def test_help_exits_zero(capsys):
+    with pytest.raises(SystemExit) as e:
+        export_model.main(["--help"])
+    assert e.value.code == 0
+    assert "python export_model.py" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- slow: one real export of everything
+
+
+@pytest.fixture(scope="module")
+def exported(smollm2_dir, tmp_path_factory):
+    """export_model.py --format lora,merged_16bit,gguf,lora_gguf --quantization f16,q8_0,q4_k_m,q5_k_m, verified."""
+    root = tmp_path_factory.mktemp("export")
+    run = make_run(root / "outputs" / "run1", smollm2_dir)
+    config = root / "config.yaml"
+    config.write_text(f"paths:\n  outputs: {root / 'outputs'}\n  exports: {root / 'exports'}\n")
+    quants = "f16,q8_0,q4_k_m,q5_k_m" if chat.has_llama_cpp() else "f16,q8_0"
+    code = export_model.main(["--config", str(config), "--input", str(run), "--name", "sam",
+                              "--format", "lora,merged_16bit", "--format", "gguf,lora_gguf", "--quantization", quants])
+    assert code == 0
+    folder = root / "exports" / "sam"
+    return SimpleNamespace(root=root, run=run, folder=folder, info=json.loads((folder / "export.json").read_text()),
+                           quants=quants.split(","))
+
+
+@pytest.mark.slow
+def test_every_format_is_written_and_checked(exported):
+    rows = {a["format"]: a for a in exported.info["artifacts"]}
+    expected = {"lora", "merged_16bit", "lora_gguf adapter", "lora_gguf base f16", *(f"gguf {q}" for q in exported.quants)}
+    assert set(rows) == expected
+    for fmt, row in rows.items():
+        assert row["bytes"] > 0 and (exported.folder / row["file"]).exists(), fmt
+        if fmt != "lora_gguf base f16":  # checked together with its adapter
+            assert row["check"].startswith("ok") or "skipped" in row["check"], (fmt, row["check"])
+    if chat.has_llama_cpp():
+        assert all(rows[f"gguf {q}"]["check"].startswith("ok, stops") for q in exported.quants)
+    assert (exported.folder / "lora" / "adapter_model.safetensors").exists()
+    assert (exported.folder / "merged_16bit" / "model.safetensors").exists()
+    assert not [p for p in exported.folder.parent.iterdir() if p.name.startswith(".")]  # no temp folders left
+
+
+@pytest.mark.slow
+def test_modelfile_matches_the_trained_template(exported):
+    from transformers import AutoTokenizer
+
+    from hive.modelfile import render
+
+    text = (exported.folder / "Modelfile").read_text()
+    assert text.startswith("FROM ./sam-f16.gguf\n")
+    assert f'SYSTEM """{SYSTEM}"""' in text
+    for line in ("PARAMETER temperature 0.7", "PARAMETER repeat_penalty 1.1", "PARAMETER num_predict 128",
+                 "PARAMETER num_ctx 512", 'PARAMETER stop "<|im_end|>"'):
+        assert line in text.splitlines()
+    template = re.search(r'TEMPLATE """(.*?)"""', text, re.S).group(1)
+    tok = AutoTokenizer.from_pretrained(exported.folder / "lora")
+    for messages in (
+        [{"role": "user", "content": "hey"}],
+        [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "u1"}, {"role": "assistant", "content": "a\nb"},
+         {"role": "user", "content": "u2 😂"}],
+    ):
+        assert render(template, messages) == tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    adapter = (exported.folder / "Modelfile.adapter").read_text().splitlines()
+    assert adapter[:2] == ["FROM ./sam-base-f16.gguf", "ADAPTER ./sam-lora-f16.gguf"]
+
+
+@pytest.mark.slow
+@needs_llama_cpp
+def test_lora_gguf_on_the_base_computes_what_the_merged_gguf_computes(exported):
+    """The adapter GGUF is written by Hive itself (llama.cpp's convert_lora_to_gguf.py is not installed), so check
+    the numbers: base + adapter logits match the merged model's, and differ clearly from the base alone."""
+    import numpy as np
+
+    gen = load_config().generation
+
+    def logits(gguf: str, lora: str | None = None):
+        clone = chat.llama_cpp_clone(exported.folder / gguf, gen, 512, SYSTEM, lora=exported.folder / lora if lora else None)
+        ids = clone.backend.prompt_ids(clone.messages([{"role": "user", "content": "are we still on for tonight?"}]))
+        llm = clone.backend.llm
+        llm.eval(ids)
+        return np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),)).copy()
+
+    merged, adapted, base = logits("sam-f16.gguf"), logits("sam-base-f16.gguf", "sam-lora-f16.gguf"), logits("sam-base-f16.gguf")
+    assert np.abs(base - merged).max() > 1.0
+    assert np.abs(adapted - merged).max() < 0.1 * np.abs(base - merged).max()
+    assert adapted.argmax() == merged.argmax()
+
+
+@pytest.mark.slow
+def test_exporting_again_replaces_the_export(exported):
+    code = export_model.main(["--config", str(exported.root / "config.yaml"), "--input", str(exported.run),
+                              "--name", "sam", "--format", "lora", "--set", "export.verify=false"])
+    assert code == 0
+    assert sorted(p.name for p in exported.folder.iterdir()) == ["export.json", "lora"]
+    assert [p.name for p in exported.folder.parent.iterdir()] == ["sam"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="merged_4bit needs CUDA")
+def test_merged_4bit_on_cuda(smollm2_dir, tmp_path):
+    run = make_run(tmp_path / "outputs" / "run1", smollm2_dir)
+    cfg = load_config(None, {"paths.exports": str(tmp_path / "exports")})
+    result = export.export_run(chat.load_run(run, tmp_path / "outputs"), cfg, "q4", ["merged_4bit"], ["q4_k_m"])
+    [artifact] = result.artifacts
+    assert artifact.check.startswith("ok") and (artifact.path / "config.json").exists()

@@ -1,0 +1,253 @@
+"""The WhatsApp parser: every header variant of shared/notes/whatsapp-formats.md (A1-A15, I1-I9, L1-L2), body
+placeholders in several languages, invisible characters, encodings, date order, and properties on random text."""
+
+import io
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hive import whatsapp
+from hive.whatsapp import Message, NotAnExport, parse_export
+from tests.conftest import FIXTURES
+
+DIR = FIXTURES / "whatsapp"
+
+
+def parse_file(name: str, date_order: str = "auto") -> whatsapp.ParsedChat:
+    with open(DIR / name, "rb") as raw:
+        return parse_export(whatsapp.open_text(raw).read(), date_order)
+
+
+# Each variant file holds the same three messages (14 Mar 2024 22:42:05 / 22:43:10, 15 Mar 2024 09:05:30),
+# rendered in that variant's header shape; the second message has a continuation line.
+VARIANTS = {
+    "a01_android_us_12h_nnbsp": ("android", "MDY"), "a02_android_us_12h_space": ("android", "MDY"),
+    "a03_android_us_24h": ("android", "MDY"), "a04_android_gb_24h": ("android", "DMY"),
+    "a05_android_in_12h_nnbsp": ("android", "DMY"), "a06_android_in_12h_space": ("android", "DMY"),
+    "a07_android_de_dots": ("android", "DMY"), "a08_android_ru_dots_4y": ("android", "DMY"),
+    "a09_android_cs_no_comma": ("android", "DMY"), "a10_android_nl_dashes": ("android", "DMY"),
+    "a11_android_es_pm_nbsp": ("android", "DMY"), "a12_android_ptbr": ("android", "DMY"),
+    "a13_android_ca_iso_pm": ("android", "YMD"), "a14_android_year_first": ("android", "YMD"),
+    "a15_android_de_12h_words": ("android", "DMY"),
+    "i01_ios_gb_24h": ("iphone", "DMY"), "i02_ios_us_12h_nnbsp": ("iphone", "MDY"),
+    "i03_ios_us_12h_space": ("iphone", "MDY"), "i04_ios_us_24h": ("iphone", "MDY"),
+    "i05_ios_in_12h_nnbsp": ("iphone", "DMY"), "i06_ios_de_dots": ("iphone", "DMY"),
+    "i07_ios_fi_time_dots": ("iphone", "DMY"), "i08_ios_no_comma": ("iphone", "MDY"),
+    "i09_ios_am_pm_dots": ("iphone", "DMY"),
+    "l01_old_iphone": ("iphone-old", "DMY"), "l02_old_iphone_ampm": ("iphone-old", "MDY"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_header_variant(name):
+    platform, order = VARIANTS[name]
+    chat = parse_file(name + ".txt")
+    year = "2022" if name == "i08_ios_no_comma" else "2024"
+    stamps = ["14T22:42:05", "14T22:43:10", "15T09:05:30"]
+    if platform == "android":     # Android exports have no seconds
+        stamps = [s[:-3] for s in stamps]
+    assert chat.format.platform == platform
+    assert chat.date_order == order
+    assert chat.messages == [
+        Message(f"{year}-03-{stamps[0]}", "Alice", "Hi there", "text"),
+        Message(f"{year}-03-{stamps[1]}", "Bob", "first line\nsecond line", "text"),
+        Message(f"{year}-03-{stamps[2]}", "Alice", "ok", "text"),
+    ]
+    assert chat.skipped_lines == 0 and chat.stats.lines == 4
+
+
+def test_android_english_features():
+    chat = parse_file("android_en_features.txt")
+    t = "2024-03-14T21:"
+    assert chat.messages == [
+        Message(t + "00", None, "Messages and calls are end-to-end encrypted. Only people in this chat can read, "
+                "listen to, or share them. Learn more.", "system"),
+        Message(t + "01", None, 'Dmitry created group "Trip: 2024"', "system"),
+        Message(t + "02", None, "Dmitry added you to a group in the community: Hikers", "system"),
+        Message(t + "03", "+91 98470 12345", "hello from a number", "text"),
+        Message(t + "04", "Karan", "hi, not a contact", "text"),
+        Message(t + "05", "Ammu :)", "name with a colon", "text"),
+        Message(t + "06", "Anu - Office", "name with a dash", "text"),
+        Message(t + "07", "Nikhil 🏏", "<Media omitted>", "media"),
+        Message(t + "08", "Sam", "You deleted this message", "deleted"),
+        Message(t + "09", "Nikhil 🏏", "This message was deleted", "deleted"),
+        Message(t + "10", "Sam", "see you at 5", "edited"),
+        Message(t + "11", "Nikhil 🏏", "null", "view_once"),
+        Message(t + "12", "Sam", "POLL:\nWhere to eat?\nOPTION: Pizza (2 votes)\nOPTION: Sushi (1 vote)", "poll"),
+        Message(t + "13", "Sam", "location: https://maps.google.com/?q=12.9,77.6", "location"),
+        Message(t + "14", "Nikhil 🏏", "live location shared", "location"),
+        Message(t + "15", "Anu - Office", "Priya.vcf (file attached)", "contact"),
+        Message(t + "16", "Anu - Office", "Missed voice call", "call"),
+        Message(t + "17", "Sam", "IMG-20240314-WA0004.jpg (file attached)\nlook at this", "media"),
+        # lines that look like headers of another shape, or have no calendar date, stay inside the message
+        Message(t + "18", "Sam", "pasting a log:\n14/03/2024, 22:42 - Bob: a pasted header of another shape\n"
+                "[3/14/24, 9:00:00 PM] Eve: and an iPhone one\n"
+                "13/25/24, 9:00\u202fPM - Mallory: same shape but no calendar date", "text"),
+        Message(t + "19", "Sam", "indented\n\n\tafter a blank line", "text"),
+        Message(t + "20", None, "You added Rahul", "system"),
+        Message(t + "21", None, "Dmitry changed the subject from “Trip” to “Trip: 2024”", "system"),
+        Message(t + "22", "Nikhil 🏏", "Waiting for this message", "deleted"),
+    ]
+    assert chat.stats.deleted_by_me == {"Sam": 1}
+    assert chat.stats.not_me == {"Rahul": 1, "Dmitry": 1}
+    assert chat.stats.you_events == 1
+    assert chat.stats.lines == 33 and chat.skipped_lines == 0
+
+
+def test_iphone_features_attributed_system_lines_crlf_and_invisible_marks():
+    chat = parse_file("ios_en_features.txt")
+    t = "2024-03-14T09:"
+    assert chat.messages == [
+        Message(t + "00:00", None, "Messages and calls are end-to-end encrypted. No one outside of this chat, not even "
+                "WhatsApp, can read or listen to them.", "system"),
+        Message(t + "00:01", None, "Dmitry created group “Hiking Club”", "system"),
+        Message(t + "00:02", None, "Dmitry added you", "system"),
+        Message(t + "01:00", "Dmitry", "image omitted", "media"),
+        Message(t + "02:00", "Dmitry", "<attached: 00000014-PHOTO-2024-03-14-09-02-00.jpg>", "media"),
+        Message(t + "03:00", "Priya (Toronto)", "Route.pdf • 3 pages document omitted", "media"),
+        Message(t + "04:00", "+44 7700 900123", "This message was deleted.", "deleted"),
+        Message(t + "05:00", "Sam", "You deleted this message.", "deleted"),
+        Message(t + "06:00", "Sam", "see you at the top", "edited"),
+        Message(t + "07:00", "Priya (Toronto)", "Contact card omitted", "contact"),
+        Message(t + "08:00", "Priya (Toronto)", "Location: https://maps.google.com/?q=51.5,-0.1", "location"),
+        Message(t + "09:00", "Sam", "two\nlines", "text"),
+        Message(t + "10:00", "Karan", "hi", "text"),
+        Message(t + "11:00", "+44 7700 900123", "<attached: 00000042-Karan.vcf>", "contact"),
+        Message(t + "12:00", None, "Sam changed the group description", "system"),
+    ]
+    assert chat.stats.attributed == {"Hiking Club": 2, "Dmitry": 1}
+    assert chat.stats.deleted_by_me == {"Sam": 1}
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("android_de.txt", [
+        (None, "Nachrichten und Anrufe sind Ende-zu-Ende-verschlüsselt. Niemand außerhalb dieses Chats kann sie lesen.",
+         "system"),
+        ("Jonas", "<Medien ausgeschlossen>", "media"), ("Jonas", "Diese Nachricht wurde gelöscht.", "deleted"),
+        ("Lena", "Du hast diese Nachricht gelöscht.", "deleted"),
+        ("Lena", "IMG-20240314-WA0001.jpg (Datei angehängt)", "media"),
+        ("Lena", "Standort: https://maps.google.com/?q=52.5,13.4", "location")]),
+    ("android_es.txt", [
+        ("Diego", "<Multimedia omitido>", "media"), ("Diego", "Se eliminó este mensaje.", "deleted"),
+        ("Ana", "Eliminaste este mensaje.", "deleted"), ("Ana", "nos vemos", "edited"), ("Ana", "medianoche", "text")]),
+    ("android_nl.txt", [
+        ("Daan", "<Media weggelaten>", "media"), ("Daan", "Dit bericht is verwijderd", "deleted"),
+        ("Eva", "U hebt dit bericht verwijderd", "deleted"),
+        ("Eva", "locatie: https://maps.google.com/?q=52.3,4.9", "location"), ("Daan", "Gemiste spraakoproep", "call")]),
+    ("android_ptbr.txt", [
+        ("João", "<Mídia oculta>", "media"), ("João", "Esta mensagem foi apagada", "deleted"),
+        ("Maria", "Você apagou esta mensagem", "deleted"), ("Maria", "até amanhã", "edited")]),
+    ("ios_de.txt", [
+        ("Jonas", "Bild weggelassen", "media"),
+        ("Jonas", "<Anhang: 00000003-PHOTO-2024-03-14-22-41-00.jpg>", "media"),
+        ("Lena", "Kontaktkarte ausgelassen", "contact")]),
+    ("old_iphone_system.txt", [
+        (None, "Sophia created this group", "system"), ("Sophia", "hello", "text"),
+        (None, "Missed Voice Call", "system"), ("Sophia", "<image omitted>", "media")]),
+])
+def test_localized_placeholders(name, expected):
+    assert [(m.sender, m.text, m.kind) for m in parse_file(name).messages] == expected
+
+
+def test_localized_you_deleted_marks_me():
+    for name, me in [("android_de.txt", "Lena"), ("android_es.txt", "Ana"), ("android_nl.txt", "Eva"),
+                     ("android_ptbr.txt", "Maria")]:
+        assert parse_file(name).stats.deleted_by_me == {me: 1}, name
+
+
+def test_twelve_am_pm_and_out_of_order_lines_are_kept_in_file_order():
+    stamps = [m.timestamp for m in parse_file("android_es.txt").messages]
+    assert stamps[-2:] == ["2024-03-14T22:43", "2024-03-14T00:10"]     # 12:10 a. m. is 00:10; never sorted
+
+
+@pytest.mark.parametrize("name", ["windows_bom_crlf.txt", "utf16_bom.txt"])
+def test_bom_crlf_and_utf16(name):
+    with open(DIR / name, "rb") as raw:
+        lines = whatsapp.open_text(raw)
+        fmt = whatsapp.detect_format(lines)
+    with open(DIR / name, "rb") as raw:
+        messages = list(whatsapp.iter_messages(whatsapp.open_text(raw), fmt))
+    assert messages == [Message("2024-03-14T22:42", "Alice", "hi", "text"),
+                        Message("2024-03-14T22:43", "Bob", "a\nb", "text")]
+
+
+def test_binary_and_non_exports_are_rejected():
+    with pytest.raises(NotAnExport, match="binary"):
+        whatsapp.open_text(io.BytesIO(b"PK\x03\x04\x00\x00 binary"))
+    with pytest.raises(NotAnExport, match="no WhatsApp message header"):
+        parse_file("not_an_export.txt")
+    with pytest.raises(NotAnExport):
+        parse_export("")
+
+
+def test_date_order_from_chronology_config_and_guess():
+    chat = parse_file("ambiguous_dates.txt")
+    assert (chat.date_order, [m.timestamp[:10] for m in chat.messages]) == (
+        "DMY", ["2024-02-01", "2024-02-03", "2024-03-01"])
+    assert chat.format.date_order_reason.startswith("chronology")
+    assert parse_file("ambiguous_dates.txt", date_order="MDY").date_order == "MDY"
+    # a day > 12 beats the configured order (which would make the dates impossible)
+    assert parse_file("a04_android_gb_24h.txt", date_order="MDY").date_order == "DMY"
+    guessed = parse_export("01/02/2024, 10:00 - A: x\n")
+    assert guessed.date_order == "DMY" and "GUESSED" in guessed.format.date_order_reason
+
+
+def test_date_order_decided_by_a_late_header():
+    lines = [f"0{d}/0{m}/2024, 10:00 - A: x\n" for m in range(1, 10) for d in range(1, 10)] * 30
+    lines.append("05/13/2024, 10:00 - A: month-first after all\n")
+    assert parse_export("".join(lines)).date_order == "MDY"
+
+
+def test_shape_is_locked_to_the_majority_of_the_first_headers():
+    text = "[14/03/2024, 22:42:05] A: pasted first\n" + "14/03/2024, 22:43 - B: hi\n" * 3
+    chat = parse_export(text)
+    assert chat.format.platform == "android"
+    assert chat.skipped_lines == 1 and len(chat.messages) == 3
+
+
+def test_lines_before_the_first_header_are_counted_as_skipped():
+    chat = parse_export("garbage\n\n14/03/2024, 22:43 - B: hi\n")
+    assert (chat.skipped_lines, chat.stats.lines, chat.messages) == (2, 3, [Message("2024-03-14T22:43", "B", "hi",
+                                                                                    "text")])
+
+
+@pytest.mark.parametrize("text, kind", [
+    ("<Media omitted>", "media"), ("image omitted", "media"), ("<Без медиафайлов>", "media"),
+    ("VID-20240302-WA0004.mp4 (file attached)", "media"), ("<attached: 00000008-Name.pdf>", "media"),
+    ("Report.pdf • 3 pages document omitted", "media"), ("This message was deleted.", "deleted"),
+    ("Questo messaggio è stato eliminato.", "deleted"), ("null", "view_once"), ("Missed video call", "call"),
+    ("POLL:\nQ?\nOPTION: a (1 vote)", "poll"), ("Posizione: https://maps.google.com/?q=1,2", "location"),
+    ("hello <This message was edited>", "edited"), ("POLL: no options", "text"), ("(smile)", "text"),
+    ("see https://example.com", "text"), ("location: home", "text"),
+])
+def test_classify(text, kind):
+    assert whatsapp.classify(text)[0] == kind
+
+
+_HEADERISH = st.sampled_from([
+    "14/03/2024, 22:42 - ", "3/14/24, 10:42\u202fPM - ", "[14/03/2024, 22:42:05] ", "13/06/16 10:59:59: ",
+    "99/99/2024, 22:42 - ", "Name: ", ": ", "\u200e", "\u202a", "~\u202f", "<Media omitted>", "null", "POLL:",
+    "\nOPTION: a", " <This message was edited>", "\r", "\r\n", "\n", "\ufeff",
+])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_HEADERISH, st.text(max_size=12)), max_size=30))
+def test_arbitrary_text_never_crashes_and_every_line_is_accounted_for(pieces):
+    text = "".join(pieces)
+    try:
+        chat = parse_export(text)
+    except NotAnExport:
+        return
+    lines = whatsapp.split_lines(text)
+    assert chat.stats.lines == len(lines)
+    assert chat.stats.messages == len(chat.messages)
+    assert set(m.kind for m in chat.messages) <= set(whatsapp.KINDS)
+    assert all(m.timestamp[:2] == "20" for m in chat.messages)
+    # every line after the first header survives in some message (bidi marks removed, ends stripped)
+    joined = "\n".join(m.text for m in chat.messages)
+    for line in lines[chat.skipped_lines:]:
+        content = line.translate(whatsapp._BIDI).strip()
+        if content and not whatsapp._CANDIDATE.match(line) and "<" not in content:
+            assert content in joined
