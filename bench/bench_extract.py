@@ -6,7 +6,8 @@
 
 Each tool runs in its own process under /usr/bin/time, so the peak RSS is that tool's alone (Python start-up and
 imports included). Hive runs the real stage: `extract.py --input DIR --output DIR --me NAME` (parse, classify,
-redact, write JSONL). Prints: tool, seconds (median of --runs; the slow peers run once), peak RSS MB, messages.
+redact, write JSONL). Prints: tool, wall and CPU seconds (median of --runs; the slow peers run --peer-runs times), peak RSS MB,
+messages parsed.
 """
 
 import argparse
@@ -33,27 +34,33 @@ console.log(parseString(fs.readFileSync(process.argv[1], 'utf8')).length);
 """
 
 
-def timed(cmd: list[str], env=None) -> tuple[float, float, str]:
-    """(seconds, peak RSS MB, stdout) of one run of `cmd` in a fresh process."""
+def timed(cmd: list[str], env=None) -> tuple[float, float, float, str]:
+    """(wall seconds, CPU seconds, peak RSS MB, stdout) of one run of `cmd` in a fresh process.
+
+    CPU time (user + system) is reported beside wall time because the shared machine is often busy: then wall
+    time mostly measures the wait for a core."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as t:
-        proc = subprocess.run(["/usr/bin/time", "-o", t.name, "-f", "%e %M"] + cmd, capture_output=True,
+        proc = subprocess.run(["/usr/bin/time", "-o", t.name, "-f", "%e %U %S %M"] + cmd, capture_output=True,
                               text=True, env=env)
         if proc.returncode != 0:
             raise RuntimeError(f"{cmd[0]} failed: {proc.stderr.strip()[-500:]}")
-        seconds, kb = t.read().split()[-2:]
-    return float(seconds), int(kb) / 1024, proc.stdout
+        wall, user, system, kb = t.read().split()[-4:]
+    return float(wall), float(user) + float(system), int(kb) / 1024, proc.stdout
 
 
-def bench_hive(file: Path, me: str, runs: int) -> tuple[list[float], float, int]:
-    times, peak = [], 0.0
+def bench_hive(file: Path, me: str, runs: int) -> list[tuple[float, float, float, int]]:
+    results = []
     with tempfile.TemporaryDirectory() as out:
         for _ in range(runs):
-            s, mb, _ = timed([sys.executable, str(REPO / "extract.py"), "--input", str(file.parent),
-                              "--output", out, "--me", me], env={**os.environ, "HIVE_HOME": out})
-            times.append(s)
-            peak = max(peak, mb)
-        n = sum(1 for _ in open(Path(out) / f"{file.stem}.jsonl", encoding="utf-8"))
-    return times, peak, n
+            wall, cpu, mb, _ = timed([sys.executable, str(REPO / "extract.py"), "--input", str(file.parent),
+                                      "--output", out, "--me", me], env={**os.environ, "HIVE_HOME": out})
+            n = sum(1 for _ in open(Path(out) / f"{file.stem}.jsonl", encoding="utf-8"))
+            results.append((wall, cpu, mb, n))
+    return results
+
+
+def peer(cmd: list[str], runs: int) -> list[tuple[float, float, float, int]]:
+    return [(wall, cpu, mb, int(out)) for wall, cpu, mb, out in (timed(cmd) for _ in range(runs))]
 
 
 def main(argv=None) -> int:
@@ -76,26 +83,22 @@ def main(argv=None) -> int:
     lines = sum(1 for _ in open(args.input, encoding="utf-8"))
     print(f"input: {args.input} ({lines:,} lines, {args.input.stat().st_size / 1e6:.0f} MB)", flush=True)
 
-    results = []
-    times, mb, n = bench_hive(args.input, friend_name(REFERENCE_SENDER), args.runs)
-    results.append(("hive extract.py", times, mb, n))
-    print(f"hive runs: {', '.join(f'{t:.2f}' for t in times)} s", flush=True)
+    results = {"hive extract.py": bench_hive(args.input, friend_name(REFERENCE_SENDER), args.runs)}
     if not args.skip_whatstk:
-        runs = [timed([sys.executable, "-c", WHATSTK, str(args.input)]) for _ in range(args.peer_runs)]
-        results.append(("whatstk (PyPI)", [r[0] for r in runs], max(r[1] for r in runs), int(runs[0][2])))
+        results["whatstk (PyPI)"] = peer([sys.executable, "-c", WHATSTK, str(args.input)], args.peer_runs)
     module = args.npm_dir / "node_modules" / "whatsapp-chat-parser"
     if module.exists():
-        runs = [timed(["node", "-e", NODE, str(args.input), str(module)]) for _ in range(args.peer_runs)]
-        results.append(("whatsapp-chat-parser (npm)", [r[0] for r in runs], max(r[1] for r in runs),
-                        int(runs[0][2])))
+        results["whatsapp-chat-parser (npm)"] = peer(["node", "-e", NODE, str(args.input), str(module)],
+                                                     args.peer_runs)
     else:
         print(f"whatsapp-chat-parser skipped: run `npm install whatsapp-chat-parser` in {args.npm_dir}")
 
-    print(f"\n{'tool':<28}{'seconds':>9}{'peak RSS MB':>13}{'messages':>12}")
-    for name, times, mb, n in results:
-        print(f"{name:<28}{statistics.median(times):>9.2f}{mb:>13.0f}{n:>12,}")
-    print(json.dumps({name: {"seconds": times, "peak_rss_mb": round(mb), "messages": n}
-                      for name, times, mb, n in results}))
+    print(f"\n{'tool':<28}{'wall s':>9}{'CPU s':>8}{'peak RSS MB':>13}{'messages':>12}   (median of runs)")
+    for name, runs in results.items():
+        print(f"{name:<28}{statistics.median(r[0] for r in runs):>9.2f}{statistics.median(r[1] for r in runs):>8.2f}"
+              f"{max(r[2] for r in runs):>13.0f}{runs[0][3]:>12,}")
+    print(json.dumps({name: [dict(zip(("wall_s", "cpu_s", "peak_rss_mb", "messages"), r)) for r in runs]
+                      for name, runs in results.items()}))
     return 0
 
 

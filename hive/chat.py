@@ -7,6 +7,7 @@ and the reply fit the context length. evaluate.py and export verification reuse 
 """
 
 import contextlib
+import io
 import json
 import os
 import sys
@@ -201,11 +202,11 @@ def transformers_clone(model_dir: Path, gen, context_length: int, system_prompt:
 
 @contextlib.contextmanager
 def native_errors_only():
-    """Hide what llama.cpp writes to the process's stderr (per-tensor lines, even with verbose=False and its log
-    level raised) but print again the lines that report an error or failure."""
+    """Hide llama.cpp's log (per-tensor lines; written to fd 2 by C code and to sys.stderr by llama-cpp-python's log
+    callback) but print again the lines that report an error or failure."""
     sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as log:
+    saved, python_stderr = os.dup(2), io.StringIO()
+    with tempfile.TemporaryFile() as log, contextlib.redirect_stderr(python_stderr):
         os.dup2(log.fileno(), 2)
         try:
             yield
@@ -213,7 +214,8 @@ def native_errors_only():
             os.dup2(saved, 2)
             os.close(saved)
             log.seek(0)
-            for line in log.read().decode("utf-8", errors="replace").splitlines():
+            text = log.read().decode("utf-8", errors="replace") + python_stderr.getvalue()
+            for line in text.splitlines():
                 if "error" in line.lower() or "failed" in line.lower():
                     print(line, file=sys.stderr)
 

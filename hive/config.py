@@ -77,7 +77,7 @@ class TrainingConfig:
     num_train_epochs: float = 2.0
     max_steps: int = -1
     max_samples: Optional[int] = None
-    per_device_train_batch_size: int = 32
+    per_device_train_batch_size: int = 16
     gradient_accumulation_steps: int = 1
     learning_rate: float = 3e-4
     lr_scheduler_type: str = "linear"

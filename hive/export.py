@@ -8,6 +8,7 @@ it was written and verified, so a failure never leaves a half-written export.
 """
 
 import ctypes
+import dataclasses
 import importlib.util
 import json
 import math
@@ -193,6 +194,12 @@ def _gguf_files(source_dir: Path, stem: str, quantizations: list[str], work: Pat
     return made
 
 
+def verification_settings(gen):
+    """The generation settings of the checks: greedy, so a check is reproducible and tests what the file does
+    (template, stop tokens), not the luck of sampling."""
+    return dataclasses.replace(gen, temperature=0.0)
+
+
 def _verify_transformers(artifact: Artifact, clone_factory) -> None:
     started = time.time()
     clone = clone_factory()
@@ -211,7 +218,7 @@ def _verify_gguf(artifact: Artifact, gguf: Path, cfg, template: str, stops: list
         artifact.check = "skipped: llama-cpp-python not installed"
         return
     started = time.time()
-    clone = chat.llama_cpp_clone(gguf, cfg.generation, min(cfg.model.max_seq_length, 2048), system, lora=lora,
+    clone = chat.llama_cpp_clone(gguf, verification_settings(cfg.generation), min(cfg.model.max_seq_length, 2048), system, lora=lora,
                                  format=lambda messages: render(template, messages, system), stops=stops)
     text = clone.reply([{"role": "user", "content": chat.TEST_MESSAGE}])
     artifact.check_seconds = time.time() - started
@@ -311,7 +318,7 @@ def _build(run: chat.Run, cfg, name: str, formats: list[str], quantizations: lis
     from hive import models
 
     built: list = []
-    gen, ctx, system = cfg.generation, run.max_seq_length or cfg.model.max_seq_length, run.system_prompt
+    gen, ctx, system = verification_settings(cfg.generation), run.max_seq_length or cfg.model.max_seq_length, run.system_prompt
 
     def add(fmt: str, path: Path, seconds: float, verify=None) -> Artifact:
         artifact = Artifact(fmt, path, _size(path), seconds)

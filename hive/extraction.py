@@ -211,30 +211,40 @@ def _chat_name(title: str, label: str, used: set) -> str:
     return name
 
 
-def _write_chat(source: Source, fmt, chat: str, out: Path, me: set, redact: Redactor,
+def _write_chat(source: Source, fmt, chat: str, out: Path, me: set, redactor: Redactor,
                 pseudonyms: Optional[Pseudonyms], plain: bool) -> tuple[whatsapp.ParseStats, int]:
     """Stream one chat into <chat>.jsonl (and <chat>.txt when `plain`); returns its stats and my message count."""
     stats = whatsapp.ParseStats()
     chat_json = _json_str(chat)
-    senders_json: dict = {None: ("null", "false")}
+    people: dict = {None: ("null", "false", False)}    # sender -> (JSON of the name shown, is_me JSON, is_me)
+    kind_json = {k: f'"kind": "{k}", "text": ' for k in whatsapp.KINDS}
+    redact = redactor.__call__
     mine = 0
+    last_ts = last_sender = prefix = is_me = None
     with _lines(source) as lines, fileio.atomic_write(out / f"{chat}.jsonl") as f, \
             (fileio.atomic_write(out / f"{chat}.txt") if plain else _nothing()) as txt:
+        write = f.write
         for ts, sender, text, kind in whatsapp.iter_messages(lines, fmt, stats):
-            try:
-                sender_json, is_me = senders_json[sender]
-            except KeyError:
-                is_me = "true" if sender.casefold() in me else "false"
-                shown = pseudonyms.name(sender) if pseudonyms and is_me == "false" else sender
-                sender_json, is_me = senders_json[sender] = (_json_str(shown), is_me)
-            if is_me == "true":
+            # the line up to "kind" only changes with the timestamp or the sender (identity: both come from caches)
+            if ts is not last_ts or sender is not last_sender:
+                last_ts, last_sender = ts, sender
+                try:
+                    shown, me_json, is_me = people[sender]
+                except KeyError:
+                    is_me = sender.casefold() in me
+                    shown = _json_str(pseudonyms.name(sender) if pseudonyms and not is_me else sender)
+                    shown, me_json, is_me = people[sender] = (shown, "true" if is_me else "false", is_me)
+                prefix = f'{{"chat": {chat_json}, "timestamp": "{ts}", "sender": {shown}, "is_me": {me_json}, '
+            if is_me:
                 mine += 1
                 if txt is not None and kind in ("text", "edited"):
                     line = redact(strip_urls(text))
                     line = " ".join((pseudonyms.text(line) if pseudonyms else line).split())
                     if line:
                         txt.write(line + "\n")
-            if kind == "media":
+            if kind == "text":
+                text = redact(text)
+            elif kind == "media":
                 # only a caption is message text; the placeholder line holds file names with digit runs
                 head, sep, caption = text.partition("\n")
                 text = head + sep + redact(caption) if caption else text
@@ -242,8 +252,7 @@ def _write_chat(source: Source, fmt, chat: str, out: Path, me: set, redact: Reda
                 text = redact(text)
             if pseudonyms is not None:
                 text = pseudonyms.text(text)
-            f.write(f'{{"chat": {chat_json}, "timestamp": "{ts}", "sender": {sender_json}, "is_me": {is_me}, '
-                    f'"kind": "{kind}", "text": {_json_str(text)}}}\n')
+            write(prefix + kind_json[kind] + _json_str(text) + "}\n")
     return stats, mine
 
 

@@ -232,7 +232,7 @@ def load(cfg: Config, plan: Plan):
         model = FastLanguageModel.get_peft_model(
             model, r=lora.r, lora_alpha=lora.lora_alpha, lora_dropout=lora.lora_dropout,
             target_modules=lora.target_modules, bias=lora.bias, random_state=cfg.training.seed,
-            use_gradient_checkpointing="unsloth" if gc else False, max_seq_length=cfg.model.max_seq_length,
+            use_gradient_checkpointing="unsloth" if gc else False,
         )
     else:
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -363,7 +363,11 @@ def versions() -> dict[str, str]:
 
 
 def plot_losses(log_history: list[dict], path: Path) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # in requirements.txt, but a bare GPU image may lack it; the losses are in run.json too
+        print(f"notice: matplotlib is not installed, so {path.name} is not drawn (pip install matplotlib)")
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -243,8 +243,8 @@ def detect_format(lines: Iterable[str], date_order: str = "auto") -> Format:
     """Lock the header shape from the first candidate headers, then decide the date order from all headers.
 
     Reads only as far as it must: a component > 12 (or a 4-digit first component) settles the order; files where
-    every component is <= 12 are read to the end and decided by chronology (fewer steps back in time), unless
-    `date_order` (DMY/MDY/YMD) is given. Raises NotAnExport when no header is found.
+    every component is <= 12 are decided by `date_order` (DMY or MDY) when given, else read to the end and
+    decided by chronology (fewer steps back in time). Raises NotAnExport when no header is found.
     """
     it = iter(lines)
     shapes: Counter = Counter()
@@ -269,7 +269,7 @@ def detect_format(lines: Iterable[str], date_order: str = "auto") -> Format:
     order = _DateOrderVote()
     for d in dates:
         order.add(d)
-    if order.decided is None:
+    if order.decided is None and date_order not in ("DMY", "MDY"):
         for line in it:
             m = regex.match(line)
             if m and order.add(m.group(1)):
@@ -314,7 +314,7 @@ class _DateOrderVote:
             return "DMY", f"day > 12 in {self.first_gt12}"
         if self.decided == "MDY":
             return "MDY", f"second field > 12 in {self.second_gt12}"
-        if configured != "auto":
+        if configured in ("DMY", "MDY"):      # YMD needs no setting: a 4-digit first field is always detected
             return configured, "extract.date_order"
         if not self.ambiguous:
             return "DMY", "every date reads the same either way"

@@ -37,7 +37,7 @@ def make_run(folder: Path, base_dir: str, system_prompt: str | None = SYSTEM) ->
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "lora_B" in name:
-                param.normal_(std=0.02)
+                param.normal_(std=0.03)
     model.save_pretrained(folder / "final_model")
     AutoTokenizer.from_pretrained(base_dir).save_pretrained(folder / "final_model")
     (folder / "run.json").write_text(json.dumps({"base_model": "smollm2-135m", "system_prompt": system_prompt}))
@@ -227,7 +227,7 @@ def test_lora_gguf_on_the_base_computes_what_the_merged_gguf_computes(exported):
         return np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),)).copy()
 
     merged, adapted, base = logits("sam-f16.gguf"), logits("sam-base-f16.gguf", "sam-lora-f16.gguf"), logits("sam-base-f16.gguf")
-    assert np.abs(base - merged).max() > 1.0
+    assert np.abs(base - merged).max() > 0.5
     assert np.abs(adapted - merged).max() < 0.1 * np.abs(base - merged).max()
     assert adapted.argmax() == merged.argmax()
 

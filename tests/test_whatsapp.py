@@ -2,6 +2,8 @@
 placeholders in several languages, invisible characters, encodings, date order, and properties on random text."""
 
 import io
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -251,3 +253,9 @@ def test_arbitrary_text_never_crashes_and_every_line_is_accounted_for(pieces):
         content = line.translate(whatsapp._BIDI).strip()
         if content and not whatsapp._CANDIDATE.match(line) and "<" not in content:
             assert content in joined
+
+
+def test_parser_imports_only_the_standard_library():
+    code = "import sys, hive.whatsapp, hive.privacy; print(sorted({'yaml', 'pandas', 'torch', 'numpy'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=DIR.parents[2])
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,354 @@
+"""train.py / hive.training: data checks, the label mask, padding-free rows, real training of the bundled SmolLM2
+(loss, outputs, reload, resume, Ctrl-C), and on CUDA the Unsloth and 4-bit paths.
+
+    python -m pytest -q tests/test_training.py -m "not slow"     # seconds
+    python -m pytest -q tests/test_training.py                   # + real training on CPU (a few minutes on 2 cores)
+    python -m pytest -q tests/test_training.py -m gpu            # CUDA only: Unsloth and 4-bit
+"""
+
+import importlib.util
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+
+import train
+from hive import training
+from hive.config import load_config
+from hive.errors import HiveError
+from tests.conftest import REPO
+
+CHATS = [
+    ("hey, are we still on for dinner tonight?", "yes!! 7pm at luigi's 🍝"),
+    ("did you see the game last night", "nah missed it, who won?"),
+    ("can you send me the notes", "sure, sending now"),
+    ("happy birthday!!", "thank youuu 🥳"),
+    ("where are you", "on the bus, 5 min"),
+    ("want to grab coffee tomorrow?", "yes pls, 10am?"),
+    ("lol that meme", "😂😂 i can't"),
+    ("are you coming to the party", "maybe, depends on work"),
+]
+CUDA = importlib.util.find_spec("torch") is not None and __import__("torch").cuda.is_available()
+
+
+def write_samples(path, n, system=None, context=False):
+    """n reply samples cycling through CHATS; every third one with an earlier exchange as context."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(n):
+            user, me = CHATS[i % len(CHATS)]
+            messages = [{"role": "system", "content": system}] if system else []
+            if context and i % 3 == 0:
+                messages += [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "heyy"}]
+            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": me}]
+            f.write(json.dumps({"messages": messages}, ensure_ascii=False) + "\n")
+    return path
+
+
+def tiny_settings(root, model, **extra):
+    """Overrides for a small, fast run writing under `root`."""
+    return {
+        "paths.final": str(root / "data" / "personality.jsonl"), "paths.outputs": str(root / "outputs"),
+        "model.base_model": str(model), "model.max_seq_length": 128, "training.per_device_train_batch_size": 4,
+        "training.learning_rate": 2e-3, "training.warmup_steps": 0, "training.logging_steps": 1,
+        "training.eval_steps": 3, "training.save_steps": 3, "training.save_total_limit": 2, **extra,
+    }
+
+
+# ---------------------------------------------------------------- fast: data, folders, plan
+
+
+def test_missing_training_data_names_convert(project):
+    with pytest.raises(HiveError, match=r"personality\.jsonl \(it is written by convert\.py"):
+        train.main(["--run", "x"])
+    assert not (project / "outputs" / "x").exists()
+
+
+@pytest.mark.parametrize("line, problem", [
+    ("not json", "not a JSON object"),
+    ('{"messages": []}', "non-empty list"),
+    ('{"messages": [{"role": "bot", "content": "x"}]}', "needs a role"),
+    ('{"messages": [{"role": "user", "content": "x"}]}', "must be the assistant"),
+])
+def test_malformed_samples_stop_with_their_line_number(tmp_path, line, problem):
+    path = write_samples(tmp_path / "p.jsonl", 2)
+    path.write_text(path.read_text() + line + "\n")
+    with pytest.raises(HiveError, match=rf"p\.jsonl:3: .*{problem}"):
+        training.read_samples(path)
+
+
+def test_validation_file_is_optional_and_empty_means_none(project):
+    cfg = load_config()
+    write_samples(project / "dataset" / "final" / "personality.jsonl", 2)
+    assert training.data_files(cfg)[1] is None
+    val = project / "dataset" / "final" / "personality.val.jsonl"
+    val.write_text("")
+    assert training.data_files(cfg)[1] is None
+    write_samples(val, 1)
+    assert training.data_files(cfg)[1] == val
+
+
+def test_run_folders_new_existing_and_resume(project):
+    cfg = load_config()
+    run_dir, ckpt = training.run_folder(cfg, "a", None, 1)
+    assert (run_dir, ckpt) == (project / "outputs" / "a", None)
+    with pytest.raises(HiveError, match="no checkpoint"):
+        training.run_folder(cfg, "a", "latest", 1)
+    for step in (5, 10):
+        (run_dir / f"checkpoint-{step}").mkdir(parents=True)
+        (run_dir / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    with pytest.raises(HiveError, match="--resume"):
+        training.run_folder(cfg, "a", None, 1)
+    assert training.run_folder(cfg, "a", "latest", 1) == (run_dir, run_dir / "checkpoint-10")
+    assert training.run_folder(cfg, None, "latest", 1) == (run_dir, run_dir / "checkpoint-10")
+    assert training.run_folder(cfg, None, str(run_dir / "checkpoint-5"), 1) == (run_dir, run_dir / "checkpoint-5")
+    with pytest.raises(HiveError, match="not a training checkpoint"):
+        training.run_folder(cfg, None, str(run_dir), 1)
+    with pytest.raises(HiveError, match="--run NAME"):
+        training.run_folder(cfg, None, None, 2)
+
+
+@pytest.mark.skipif(CUDA, reason="describes a machine without CUDA")
+def test_plan_without_cuda(monkeypatch):
+    cfg = load_config()
+    plan = training.make_plan(cfg)
+    assert (plan.device, plan.precision, plan.load_in_4bit, plan.optim) == ("cpu", "fp32", False, "adamw_torch")
+    assert plan.backend == "transformers" and plan.padding_free
+    assert any("4-bit" in n for n in plan.notices)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "unsloth" else real_find_spec(name, *a))
+    cfg.training.backend = "unsloth"
+    with pytest.raises(HiveError, match="Unsloth is not installed"):
+        training.make_plan(cfg)
+
+
+def test_importing_hive_does_not_import_transformers():
+    # Unsloth has to be imported before transformers, peft and trl; hive modules leave that to the backend.
+    code = "import sys, train, hive.training, hive.templates, hive.models; print(sorted(m for m in ('transformers', 'peft', 'trl') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+# ---------------------------------------------------------------- slow: the label mask and padding-free rows
+
+
+@pytest.fixture(scope="module")
+def tokenizer(smollm2_dir):
+    from transformers import AutoTokenizer
+
+    from hive import templates
+
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    templates.apply(tok, "auto")
+    return tok
+
+
+@pytest.mark.slow
+def test_label_mask_covers_exactly_the_last_reply_and_its_end_of_turn(tokenizer):
+    messages = [
+        {"role": "system", "content": "You are Sam."},
+        {"role": "user", "content": "hi"}, {"role": "assistant", "content": "heyy"},
+        {"role": "user", "content": "dinner tonight?"}, {"role": "assistant", "content": "yes!! 7pm 🍝"},
+    ]
+    row = training.encode(tokenizer, messages, 512, assistant_only=True, eot="<|im_end|>")
+    learned = [t for t, label in zip(row["input_ids"], row["labels"]) if label != -100]
+    reply = tokenizer("yes!! 7pm 🍝", add_special_tokens=False)["input_ids"]
+    assert learned == reply + [tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    # the unmasked tokens are one block at the very end; the earlier reply "heyy" is context
+    first = row["labels"].index(learned[0])
+    assert row["labels"][first:] == learned and all(x == -100 for x in row["labels"][:first])
+    assert tokenizer.decode(row["input_ids"]).startswith("<|im_start|>system\nYou are Sam.<|im_end|>")
+    everything = training.encode(tokenizer, messages, 512, assistant_only=False, eot="<|im_end|>")
+    assert everything["labels"] == everything["input_ids"] == row["input_ids"]
+
+
+@pytest.mark.slow
+def test_long_context_is_trimmed_oldest_first_and_hopeless_samples_skipped(tokenizer):
+    turns = []
+    for i in range(20):
+        turns += [{"role": "user", "content": f"message number {i} " * 5}, {"role": "assistant", "content": f"ok {i}"}]
+    row = training.encode(tokenizer, turns, 128, assistant_only=True, eot="<|im_end|>")
+    text = tokenizer.decode(row["input_ids"])
+    assert len(row["input_ids"]) <= 128 and "message number 19" in text and "message number 0 " not in text
+    assert text.count("<|im_start|>user") >= 1
+    huge = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "word " * 300}]
+    assert training.encode(tokenizer, huge, 128, assistant_only=True, eot="<|im_end|>") is None
+
+
+@pytest.mark.slow
+def test_padding_free_rows_keep_samples_apart(smollm2_dir):
+    """Two samples in one padding-free row give exactly the logits they give alone, with the model as training
+    loads it (sdpa attention, use_cache off): no attention crosses the sample boundary."""
+    import torch
+
+    cfg = load_config(None, {"model.base_model": smollm2_dir})
+    plan = training.make_plan(cfg)
+    model, tok, _, _ = training.load(cfg, plan)
+    model.eval()
+    a = tok("hey, are we still on for dinner tonight?")["input_ids"]
+    b = tok("nah missed it, who won?")["input_ids"]
+    with torch.no_grad():
+        alone = [model(input_ids=torch.tensor([ids])).logits[0] for ids in (a, b)]
+        positions = torch.tensor([list(range(len(a))) + list(range(len(b)))])
+        packed = model(input_ids=torch.tensor([a + b]), position_ids=positions).logits[0]
+        crossed = model(input_ids=torch.tensor([a + b])).logits[0]  # one long sequence, for contrast
+    torch.testing.assert_close(packed[: len(a)], alone[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(packed[len(a):], alone[1], atol=1e-4, rtol=1e-4)
+    assert (crossed[len(a):] - alone[1]).abs().max() > 1e-2
+
+
+# ---------------------------------------------------------------- slow: real training on CPU
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, smollm2_dir):
+    """6 optimizer steps of the bundled model on 16 samples (batch 4), validation every 3 steps."""
+    root = tmp_path_factory.mktemp("train")
+    write_samples(root / "data" / "personality.jsonl", 16, system="You are Sam.", context=True)
+    write_samples(root / "data" / "personality.val.jsonl", 2)
+    cfg = load_config(None, tiny_settings(root, smollm2_dir, **{"training.max_steps": 6}))
+    return root, training.train(cfg, run="t")
+
+
+@pytest.mark.slow
+def test_training_lowers_the_loss_and_writes_every_output(trained):
+    root, result = trained
+    run_dir = root / "outputs" / "t"
+    info = json.loads((run_dir / "run.json").read_text())
+    losses = [loss for _, loss in info["losses"]]
+    assert len(losses) == 6 and all(math.isfinite(x) for x in losses)
+    assert losses[-1] < losses[0] * 0.8, losses
+    assert [step for step, _ in info["eval_losses"]] == [3, 6] and info["eval_loss"] is not None
+    assert info["steps"] == 6 and info["backend"] == "transformers" and info["precision"] == "fp32"
+    assert info["system_prompt"] == "You are Sam." and info["end_of_turn"] == "<|im_end|>"
+    assert info["data"]["train"]["samples"] == 16 and len(info["data"]["train"]["sha256"]) == 64
+    assert info["data"]["validation"]["samples"] == 2
+    assert info["tokens_seen"] == round(1.5 * info["data"]["train"]["tokens"])
+    assert {"torch", "transformers", "peft", "trl"} <= set(info["versions"])
+    final = run_dir / "final_model"
+    assert (final / "adapter_model.safetensors").is_file() and (final / "chat_template.jinja").is_file()
+    assert sorted(p.name for p in training.checkpoints(run_dir)) == ["checkpoint-3", "checkpoint-6"]
+    assert (run_dir / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert load_config(run_dir / "config.yaml").training.max_steps == 6
+    log = [json.loads(line) for line in (run_dir / "trainer_log.jsonl").read_text().splitlines()]
+    assert sum("loss" in e for e in log) == 6 and sum("eval_loss" in e for e in log) == 2
+
+
+@pytest.mark.slow
+def test_the_adapter_reloads_and_generates(trained, smollm2_dir):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    root, _ = trained
+    final = root / "outputs" / "t" / "final_model"
+    tok = AutoTokenizer.from_pretrained(final)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(smollm2_dir), final)
+    prompt = tok.apply_chat_template([{"role": "system", "content": "You are Sam."},
+                                      {"role": "user", "content": "where are you"}], add_generation_prompt=True,
+                                     return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        out = model.generate(**prompt, max_new_tokens=8, do_sample=False)
+    assert out.shape[1] > prompt["input_ids"].shape[1]
+    assert tok.decode(out[0, prompt["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+@pytest.mark.slow
+def test_resume_continues_from_the_saved_step(trained, smollm2_dir, capsys):
+    root, _ = trained
+    shutil.copytree(root / "outputs" / "t", root / "outputs" / "r")  # leave the fixture's run as it was
+    sets = tiny_settings(root, smollm2_dir, **{"training.max_steps": 8})
+    argv = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")] + ["--run", "r", "--resume"]
+    assert train.main(argv) == 0
+    out = capsys.readouterr().out
+    info = json.loads((root / "outputs" / "r" / "run.json").read_text())
+    assert info["resumed_from"].endswith("checkpoint-6") and info["steps"] == 8
+    assert [step for step, _ in info["losses"]] == list(range(1, 9))  # the checkpoint's log history continues
+    assert info["tokens_seen"] == round(0.5 * info["data"]["train"]["tokens"])  # epochs 1.5 -> 2.0 this session
+    assert "effective batch 4 samples per optimizer step" in out
+    assert f"python evaluate.py --run {root / 'outputs' / 'r'}" in out
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_and_stops(tmp_path, smollm2_dir):
+    from transformers import TrainerCallback
+
+    class CtrlCAfterFirstStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    write_samples(tmp_path / "data" / "personality.jsonl", 16)
+    cfg = load_config(None, tiny_settings(tmp_path, smollm2_dir, **{"training.max_steps": 4, "training.save_steps": 100}))
+    result = training.train(cfg, run="c", callbacks=[CtrlCAfterFirstStep()])
+    run_dir = tmp_path / "outputs" / "c"
+    # Hive's callback runs before the test's, so the request made during step 1 is honoured after step 2
+    assert result["interrupted"] and result["steps"] == 2
+    assert [p.name for p in training.checkpoints(run_dir)] == ["checkpoint-2"]
+    assert not (run_dir / "final_model").exists()
+    assert json.loads((run_dir / "run.json").read_text())["interrupted"] is True
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# ---------------------------------------------------------------- GPU: Unsloth and 4-bit (run on the lent H100)
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    """A 2-layer random Llama with a BPE tokenizer and no chat template (so the ChatML fallback is used)."""
+    from bench.bench_train import TINY, build_model_dir
+
+    path = build_model_dir(tmp_path_factory.mktemp("tiny") / "llama", [u + " " + m for u, m in CHATS] * 20, TINY, 8192)
+    config = path / "tokenizer_config.json"
+    data = json.loads(config.read_text())
+    data.pop("chat_template", None)
+    config.write_text(json.dumps(data))
+    (path / "chat_template.jinja").unlink(missing_ok=True)
+    return path
+
+
+def run_train(root, model, *args, **sets):
+    settings = tiny_settings(root, model, **sets)
+    argv = [a for k, v in settings.items() for a in ("--set", f"{k}={v}")]
+    done = subprocess.run([sys.executable, str(REPO / "train.py"), *argv, *args], capture_output=True, text=True,
+                          cwd=root, timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    return done.stdout + done.stderr
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("backend", ["unsloth", "transformers"])
+def test_gpu_4bit_training(tmp_path, tiny_llama, backend):
+    if backend == "unsloth" and importlib.util.find_spec("unsloth") is None:
+        pytest.skip("Unsloth is not installed")
+    write_samples(tmp_path / "data" / "personality.jsonl", 32)
+    write_samples(tmp_path / "data" / "personality.val.jsonl", 4)
+    out = run_train(tmp_path, tiny_llama, "--run", "g", **{"training.backend": backend, "training.max_steps": 4,
+                                                            "model.load_in_4bit": True})
+    info = json.loads((tmp_path / "outputs" / "g" / "run.json").read_text())
+    assert (info["backend"], info["load_in_4bit"], info["chat_template"]) == (backend, True, "chatml")
+    assert info["precision"] in ("bf16", "fp16") and info["steps"] == 4
+    assert all(math.isfinite(loss) for _, loss in info["losses"]) and info["eval_loss"] is not None
+    assert (tmp_path / "outputs" / "g" / "final_model" / "adapter_model.safetensors").is_file()
+    assert "adamw_8bit" in out
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA or importlib.util.find_spec("unsloth") is None, reason="needs CUDA and Unsloth")
+def test_gpu_unsloth_padding_free_matches_padded_first_loss(tmp_path, tiny_llama):
+    """The first loss (before any update) on the same batch is the same padded and padding-free: Unsloth's packed
+    path does not let samples attend to each other."""
+    write_samples(tmp_path / "data" / "personality.jsonl", 32, context=True)
+    first = {}
+    for packing in (True, False):
+        run_train(tmp_path, tiny_llama, "--run", f"p{packing}", **{
+            "training.backend": "unsloth", "training.max_steps": 1, "training.packing": packing,
+            "model.load_in_4bit": False})
+        first[packing] = json.loads((tmp_path / "outputs" / f"p{packing}" / "run.json").read_text())["losses"][0][1]
+    assert first[True] == pytest.approx(first[False], rel=2e-2), first
