@@ -31,6 +31,9 @@ def main(argv=None) -> int:
     print(f"\nme: {', '.join(result.me.names)} ({result.me.reason})")
     for line in result.me.evidence:
         print(f"  evidence: {line}")
+    if result.stale:
+        print(f"\nwarning: {len(result.stale)} older file(s) in {result.output} are not from this run and convert.py "
+              f"will read them too; delete them if their exports are gone: {', '.join(result.stale[:5])}")
     kinds: dict = {}
     for chat in result.written:
         for kind, n in chat.kinds.items():

@@ -67,16 +67,29 @@ class MemoryPoll:
             self.proc.wait()
 
 
-def steady(log: list[dict], effective_batch: int) -> tuple[float | None, float | None]:
-    """(samples/s, tokens/s) between the first and the last logged training step: the warm-up left out."""
-    points = [e for e in log if "loss" in e and "train_runtime" in e and "num_input_tokens_seen" in e]
-    if len(points) < 2:
+def steady(log: list[dict], arrivals: list[float], effective_batch: int) -> tuple[float | None, float | None]:
+    """(samples/s, tokens/s) from the first logged training step to the last: the warm-up left out.
+
+    `arrivals` are the times at which the loss lines reached our pipe (the log lines carry no time stamp);
+    the token counts (`num_tokens`, summed over all processes by TRL) come from the run's trainer_log.jsonl."""
+    points = [e for e in log if "loss" in e and "num_tokens" in e]
+    if len(points) < 2 or len(arrivals) != len(points):
         return None, None
-    first, last = points[0], points[-1]
-    seconds = float(last["train_runtime"]) - float(first["train_runtime"])
-    samples = (last["step"] - first["step"]) * effective_batch
-    tokens = int(last["num_input_tokens_seen"]) - int(first["num_input_tokens_seen"])
+    seconds = arrivals[-1] - arrivals[0]
+    samples = (points[-1]["step"] - points[0]["step"]) * effective_batch
+    tokens = points[-1]["num_tokens"] - points[0]["num_tokens"]
     return samples / seconds, tokens / seconds
+
+
+def train_and_watch(cmd: list[str], env: dict) -> tuple[int, str, list[float]]:
+    """Run `cmd`; (exit code, its output, the arrival time of every training-loss line)."""
+    lines, arrivals = [], []
+    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("{'loss'"):
+                arrivals.append(time.perf_counter())
+    return proc.returncode, "".join(lines), arrivals
 
 
 def run_one(backend: str, gpus: int, args, data: Path) -> dict:
@@ -92,17 +105,16 @@ def run_one(backend: str, gpus: int, args, data: Path) -> dict:
     print(f"\n{backend}, {gpus} GPU(s): HIVE_HOME={home} {' '.join(cmd)}", flush=True)
     started = time.time()
     with MemoryPoll() as memory:
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    out = done.stdout + done.stderr
+        returncode, out, arrivals = train_and_watch(cmd, env)
     (args.out / f"{backend}-{gpus}gpu.log").write_text(out, encoding="utf-8")
     run_dir = home / "outputs" / "bench"
-    if done.returncode or not (run_dir / "run.json").is_file():
-        print(f"failed (exit {done.returncode}):\n{out[-3000:]}", flush=True)
-        return {"backend": backend, "gpus": gpus, "failed": done.returncode or "no run.json"}
+    if returncode or not (run_dir / "run.json").is_file():
+        print(f"failed (exit {returncode}):\n{out[-3000:]}", flush=True)
+        return {"backend": backend, "gpus": gpus, "failed": returncode or "no run.json"}
     info = json.loads((run_dir / "run.json").read_text())
     log = [json.loads(line) for line in (run_dir / "trainer_log.jsonl").read_text().splitlines() if line.strip()]
     samples, tokens, seconds = info["data"]["train"]["samples"], info["data"]["train"]["tokens"], info["train_seconds"]
-    steady_samples, steady_tokens = steady(log, info["effective_batch"])
+    steady_samples, steady_tokens = steady(log, arrivals, info["effective_batch"])
     return {
         "backend": info["backend"], "gpus": gpus, "world_size": info["world_size"], "precision": info["precision"],
         "load_in_4bit": info["load_in_4bit"], "effective_batch": info["effective_batch"], "steps": info["steps"],
@@ -112,7 +124,7 @@ def run_one(backend: str, gpus: int, args, data: Path) -> dict:
         "peak_mib": [memory.peak[i] for i in sorted(memory.peak)][:gpus] if memory.peak else None,
         # one copy of the outputs: one run folder, one adapter, one summary, whatever the process count
         "run_folders": len(list((home / "outputs").iterdir())),
-        "adapters": len(list((home / "outputs").rglob("adapter_model.safetensors"))),
+        "final_models": len(list((home / "outputs").rglob("final_model"))),
         "summaries_printed": out.count("train: done"),
         "final_loss": info["train_loss"],
     }
@@ -120,7 +132,7 @@ def run_one(backend: str, gpus: int, args, data: Path) -> dict:
 
 def table(rows: list[dict]) -> str:
     lines = ["| backend | GPUs | eff. batch | steps | samples/s | real tokens/s | after warm-up: samples/s, tokens/s | "
-             "scaling | peak MiB per GPU | outputs (folders / adapters / summaries) |",
+             "scaling | peak MiB per GPU | outputs (run folders / final_model / summaries) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     base = {r["backend"]: r for r in rows if r.get("gpus") == 1 and "failed" not in r}
     for r in rows:
@@ -135,7 +147,7 @@ def table(rows: list[dict]) -> str:
         mem = " / ".join(f"{m:,}" for m in r["peak_mib"]) if r["peak_mib"] else "n/a"
         lines.append(f"| {r['backend']} ({r['precision']}{', 4-bit' if r['load_in_4bit'] else ''}) | {r['gpus']} | "
                      f"{r['effective_batch']} | {r['steps']} | {r['samples_s']:.1f} | {r['tokens_s']:,.0f} | {warm} | "
-                     f"{scale} | {mem} | {r['run_folders']} / {r['adapters']} / {r['summaries_printed']} |")
+                     f"{scale} | {mem} | {r['run_folders']} / {r['final_models']} / {r['summaries_printed']} |")
     return "\n".join(lines)
 
 

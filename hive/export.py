@@ -210,7 +210,7 @@ def _verify_transformers(artifact: Artifact, clone_factory) -> None:
     artifact.check = f"ok: {_preview(text)}"
 
 
-def _verify_gguf(artifact: Artifact, gguf: Path, cfg, template: str, stops: list[str], system: str | None,
+def _verify_gguf(artifact: Artifact, gguf: Path, cfg, ctx: int, template: str, stops: list[str], system: str | None,
                  lora: Path | None = None) -> None:
     """Load the GGUF in llama.cpp, build the prompt with the Modelfile's TEMPLATE and stops, as Ollama would, and
     require the reply to end at a stop token rather than at the token limit."""
@@ -218,7 +218,7 @@ def _verify_gguf(artifact: Artifact, gguf: Path, cfg, template: str, stops: list
         artifact.check = "skipped: llama-cpp-python not installed"
         return
     started = time.time()
-    clone = chat.llama_cpp_clone(gguf, verification_settings(cfg.generation), min(cfg.model.max_seq_length, 2048), system, lora=lora,
+    clone = chat.llama_cpp_clone(gguf, verification_settings(cfg.generation), ctx, system, lora=lora,
                                  format=lambda messages: render(template, messages, system), stops=stops)
     text = clone.reply([{"role": "user", "content": chat.TEST_MESSAGE}])
     artifact.check_seconds = time.time() - started
@@ -357,7 +357,7 @@ def _build(run: chat.Run, cfg, name: str, formats: list[str], quantizations: lis
         shutil.rmtree(base_dir)
         add(f"lora_gguf base {q}", base_gguf, adapter_started - started)
         add("lora_gguf adapter", adapter_gguf, time.time() - adapter_started, lambda a: _verify_gguf(
-            a, base_gguf, cfg, template, stops, system, lora=adapter_gguf))
+            a, base_gguf, cfg, ctx, template, stops, system, lora=adapter_gguf))
     if not needs_merge:
         return built
 
@@ -382,7 +382,7 @@ def _build(run: chat.Run, cfg, name: str, formats: list[str], quantizations: lis
             a, lambda: chat.transformers_clone(out, gen, ctx, system)))
     if "gguf" in formats:
         for q, path, seconds in _gguf_files(merged_dir, name, quantizations, work):
-            add(f"gguf {q}", path, seconds, lambda a, p=path: _verify_gguf(a, p, cfg, template, stops, system))
+            add(f"gguf {q}", path, seconds, lambda a, p=path: _verify_gguf(a, p, cfg, ctx, template, stops, system))
     if merged_dir.name == ".merged":
         shutil.rmtree(merged_dir)
     return built

@@ -70,6 +70,7 @@ class ExtractResult:
     me: MeDecision
     chats: list[ChatReport]
     summary_path: Path
+    stale: list[str] = field(default_factory=list)   # *.jsonl in the output folder that this run did not write
 
     @property
     def written(self) -> list[ChatReport]:
@@ -269,12 +270,35 @@ def _report(report: ChatReport, fmt: whatsapp.Format, stats: whatsapp.ParseStats
     report.senders = dict(stats.senders.most_common())
 
 
-def _reason(e: Exception) -> str:
+_UNREADABLE = (whatsapp.NotAnExport, UnicodeDecodeError, zipfile.BadZipFile, OSError)
+
+
+def _skip(report: ChatReport, e: Exception) -> None:
+    report.status = "skipped"
     if isinstance(e, UnicodeDecodeError):
-        return "not UTF-8 or UTF-16 text (a WhatsApp export is UTF-8)"
-    if isinstance(e, zipfile.BadZipFile):
-        return f"broken zip ({e})"
-    return str(e)
+        report.reason = "not UTF-8 or UTF-16 text (a WhatsApp export is UTF-8)"
+    elif isinstance(e, zipfile.BadZipFile):
+        report.reason = f"broken zip ({e})"
+    else:
+        report.reason = str(e)
+
+
+def _check_sources(raw: Path) -> tuple[list[ChatReport], list[tuple[Source, ChatReport]]]:
+    """A report for every file under `raw`, and the sources worth parsing."""
+    reports, usable = [], []
+    for source in find_sources(raw):
+        report = ChatReport(source.label)
+        reports.append(report)
+        try:
+            reason = _unusable(source)
+        except (OSError, zipfile.BadZipFile) as e:
+            _skip(report, e)
+            continue
+        if reason:
+            report.status, report.reason = "skipped", reason
+        else:
+            usable.append((source, report))
+    return reports, usable
 
 
 def run(cfg: Config, progress: bool = True) -> ExtractResult:
@@ -286,69 +310,47 @@ def run(cfg: Config, progress: bool = True) -> ExtractResult:
         raise HiveError(f"no WhatsApp exports in {raw}: export a chat in WhatsApp (chat > More > Export chat) and "
                         f"put the .txt or .zip there (any sub-folder), or pass --input DIR")
     x = cfg.extract
-    sources = find_sources(raw)
-    reports: list[ChatReport] = []
-    usable: list[tuple[Source, ChatReport]] = []
-    for source in sources:
-        report = ChatReport(source.label)
-        reports.append(report)
-        try:
-            reason = _unusable(source)
-        except (OSError, zipfile.BadZipFile) as e:
-            reason = _reason(e)
-        if reason:
-            report.status, report.reason = "skipped", reason
-        else:
-            usable.append((source, report))
+    reports, usable = _check_sources(raw)
 
-    def readable(items, step: Callable) -> list:
-        """Apply `step` to each (source, report); a file that turns out unreadable is skipped with its reason."""
-        kept = []
-        for source, report in tqdm(items, desc=f"extract: {step.__name__.strip('_')}", unit="file",
-                                   disable=not progress or len(items) < 2):
+    # Detecting "me" and pseudonyms need every chat's senders before the first line is written: one more read.
+    surveys: dict[str, tuple[whatsapp.Format, whatsapp.ParseStats]] = {}
+    if not x.me or x.pseudonymize:
+        for source, report in tqdm(usable, desc="extract: reading", unit="file", disable=not progress):
             try:
-                kept.append((source, report, step(source, x.date_order)))
-            except (whatsapp.NotAnExport, UnicodeDecodeError, zipfile.BadZipFile, OSError) as e:
-                report.status, report.reason = "skipped", _reason(e)
-        return kept
-
-    surveyed = readable(usable, _survey) if not x.me or x.pseudonymize else None
-    if surveyed is not None:
-        usable = [(s, r) for s, r, _ in surveyed]
-    used: set = set()
-    for source, report in usable:
-        report.chat = _chat_name(source.title, source.label, used)
+                surveys[report.source] = _survey(source, x.date_order)
+            except _UNREADABLE as e:
+                _skip(report, e)
+        usable = [(s, r) for s, r in usable if r.source in surveys]
     if not usable:
         _write_summary(out, raw, None, reports)
         reasons = "; ".join(f"{r.source}: {r.reason}" for r in reports[:5])
         raise HiveError(f"no usable WhatsApp export in {raw} ({reasons}); export the chat again from WhatsApp "
                         f"(without media is enough) and put the .txt or .zip there")
+    used: set = set()
+    for source, report in usable:
+        report.chat = _chat_name(source.title, source.label, used)
 
-    me = decide_me(x.me, [(r.chat, st) for _, r, (_, st) in surveyed] if surveyed else [])
-    me_set = {n.casefold() for n in me.names}
+    me = decide_me(x.me, [(r.chat, surveys[r.source][1]) for _, r in usable] if surveys else [])
     pseudonyms = None
     if x.pseudonymize:
-        names = [n for _, _, (_, st) in surveyed for n in st.senders] + \
-                [n for _, _, (_, st) in surveyed for n in st.attributed]
+        names = [n for _, stats in surveys.values() for n in [*stats.senders, *stats.attributed]]
         pseudonyms = Pseudonyms(names, keep=me.names)
-    redact = Redactor(x.redact)
-    formats = {id(s): fmt for s, _, (fmt, _) in surveyed} if surveyed else {}
-
-    def write(source, report):
-        fmt = formats.get(id(source)) or _format(source, x.date_order)
-        if pseudonyms is not None:
-            report.chat = _UNSAFE.sub("_", pseudonyms.text(report.chat))
-        stats, mine = _write_chat(source, fmt, report.chat, out, me_set, redact, pseudonyms, x.write_plain)
-        report.output, report.my_messages = f"{report.chat}.jsonl", mine
-        _report(report, fmt, stats)
-
-    for source, report in tqdm(usable, desc="extract", unit="file", disable=not progress or len(usable) < 2):
+    me_set, redactor = {n.casefold() for n in me.names}, Redactor(x.redact)
+    for source, report in tqdm(usable, desc="extract: writing", unit="file", disable=not progress):
         try:
-            write(source, report)
-        except (whatsapp.NotAnExport, UnicodeDecodeError, zipfile.BadZipFile, OSError) as e:
-            report.status, report.reason = "skipped", _reason(e)
+            fmt = surveys[report.source][0] if surveys else _format(source, x.date_order)
+            if pseudonyms is not None:
+                report.chat = _UNSAFE.sub("_", pseudonyms.text(report.chat))
+            stats, report.my_messages = _write_chat(source, fmt, report.chat, out, me_set, redactor, pseudonyms,
+                                                    x.write_plain)
+            report.output = f"{report.chat}.jsonl"
+            _report(report, fmt, stats)
+        except _UNREADABLE as e:
+            _skip(report, e)
     summary = _write_summary(out, raw, me, reports)
-    result = ExtractResult(raw, out, me, reports, summary)
+    written = {r.output for r in reports if r.status == "ok"}
+    stale = sorted(p.name for p in out.glob("*.jsonl") if p.name not in written)
+    result = ExtractResult(raw, out, me, reports, summary, stale)
     if not result.written:
         raise HiveError(f"no usable WhatsApp export in {raw}; see {summary}")
     if x.me and not any(r.my_messages for r in result.written):

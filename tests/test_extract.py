@@ -178,6 +178,15 @@ def test_pseudonyms_redaction_and_plain_output(raw, project):
     assert plain == "ok Person 1, see second line\n"
 
 
+def test_outputs_of_earlier_runs_are_reported_as_stale(raw, project, capsys):
+    add(raw, "android_nl.txt")
+    stale = project / "dataset" / "cleaned" / "gone.jsonl"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("")
+    assert extract.main(["--me", "Eva"]) == 0
+    assert "not from this run" in capsys.readouterr().out and stale.exists()
+
+
 def test_redact_can_be_turned_off(raw, project):
     (raw / "c.txt").write_text("14/03/2024, 22:40 - Sam: https://x.org +44 7700 900123\n")
     assert extract.main(["--me", "Sam", "--set", "extract.redact=[]"]) == 0
