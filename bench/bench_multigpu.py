@@ -108,9 +108,11 @@ def run_one(backend: str, gpus: int, args, data: Path) -> dict:
         returncode, out, arrivals = train_and_watch(cmd, env)
     (args.out / f"{backend}-{gpus}gpu.log").write_text(out, encoding="utf-8")
     run_dir = home / "outputs" / "bench"
-    if returncode or not (run_dir / "run.json").is_file():
+    if not (run_dir / "run.json").is_file():
         print(f"failed (exit {returncode}):\n{out[-3000:]}", flush=True)
-        return {"backend": backend, "gpus": gpus, "failed": returncode or "no run.json"}
+        return {"backend": backend, "gpus": gpus, "failed": f"exit {returncode}, no run.json"}
+    if returncode:  # trained and wrote run.json, but a later step (e.g. the loss plot) failed: keep the figures
+        print(f"exit {returncode} after training:\n{out[-1500:]}", flush=True)
     info = json.loads((run_dir / "run.json").read_text())
     log = [json.loads(line) for line in (run_dir / "trainer_log.jsonl").read_text().splitlines() if line.strip()]
     samples, tokens, seconds = info["data"]["train"]["samples"], info["data"]["train"]["tokens"], info["train_seconds"]
@@ -126,7 +128,7 @@ def run_one(backend: str, gpus: int, args, data: Path) -> dict:
         "run_folders": len(list((home / "outputs").iterdir())),
         "final_models": len(list((home / "outputs").rglob("final_model"))),
         "summaries_printed": out.count("train: done"),
-        "final_loss": info["train_loss"],
+        "final_loss": info["train_loss"], "exit": returncode,
     }
 
 

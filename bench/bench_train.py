@@ -141,7 +141,8 @@ def run_one(name: str, args) -> dict:
         "config": name, "what": CONFIGS[name][0], "backend": result["backend"], "samples": result["data"]["train"]["samples"],
         "tokens": tokens, "steps": steps, "train_s": result["train_seconds"], "wall_s": time.perf_counter() - started,
         "tok_s": tokens / result["train_seconds"], "steady_tok_s": steady_tokens / steady_s,
-        "epoch_min_full": result["train_seconds"] * full_tokens / tokens / 60,
+        # the whole file: warm-up once, then the steady rate
+        "epoch_min_full": (result["train_seconds"] - steady_s + (full_tokens - tokens + steady_tokens) / (steady_tokens / steady_s)) / 60,
         "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
         "reserved_gib": torch.cuda.max_memory_reserved() / 2**30 if torch.cuda.is_available() else None,
         "final_loss": result["train_loss"], "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",

@@ -57,7 +57,8 @@ def load_run(folder: Path | None, outputs: Path) -> Run:
     info = json.loads(run_json.read_text(encoding="utf-8"))
     if not info.get("base_model"):
         raise HiveError(f"{run_json} has no base_model; it is written by train.py, rerun it")
-    config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) if (folder / "config.yaml").exists() else {}
+    config_file = folder / "config.yaml"
+    config = yaml.safe_load(config_file.read_text(encoding="utf-8")) if config_file.exists() else {}
     max_len = ((config or {}).get("model") or {}).get("max_seq_length")
     return Run(folder, adapter, info["base_model"], info.get("system_prompt"), max_len)
 
@@ -88,7 +89,8 @@ class _Transformers:
 
         ids = torch.tensor([self.prompt_ids(messages)], device=self.model.device)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        sampling = dict(do_sample=True, temperature=gen.temperature, top_p=gen.top_p, top_k=gen.top_k) if gen.temperature > 0 else dict(do_sample=False)
+        sampling = (dict(do_sample=True, temperature=gen.temperature, top_p=gen.top_p, top_k=gen.top_k)
+                    if gen.temperature > 0 else dict(do_sample=False))
         output: dict = {}
 
         def generate():
@@ -121,6 +123,9 @@ class _LlamaCpp:
         bos = self.llm.token_bos()
         # llama.cpp adds BOS itself where the model wants one; a template that also writes it would double it.
         return ids[1:] if len(ids) > 1 and ids[0] == ids[1] == bos else ids
+
+    def close(self) -> None:
+        self.llm.close()  # now, not at interpreter exit, when llama-cpp-python's cleanup fails noisily
 
     def stream(self, messages: list[dict], gen, result: Reply) -> Iterator[str]:
         chunks = self.llm.create_completion(
@@ -170,6 +175,11 @@ class Clone:
     def reply(self, history: list[dict]) -> str:
         return "".join(self.stream(history)).strip()
 
+    def close(self) -> None:
+        """Free the model now (llama.cpp's)."""
+        if hasattr(self.backend, "close"):
+            self.backend.close()
+
 
 def _torch_settings():
     import torch
@@ -177,7 +187,8 @@ def _torch_settings():
     return ("cuda", torch.bfloat16) if torch.cuda.is_available() else ("cpu", torch.float32)
 
 
-def transformers_clone(model_dir: Path, gen, context_length: int, system_prompt: str | None, base_model: str | None = None) -> Clone:
+def transformers_clone(model_dir: Path, gen, context_length: int, system_prompt: str | None,
+                       base_model: str | None = None) -> Clone:
     """A merged model folder, or an adapter folder on top of `base_model` (hive.models names)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -191,8 +202,9 @@ def transformers_clone(model_dir: Path, gen, context_length: int, system_prompt:
 
         model = PeftModel.from_pretrained(models.load_model(base_model, dtype=dtype), model_dir)
     else:
-        quantized = (model_dir / "config.json").exists() and "quantization_config" in json.loads((model_dir / "config.json").read_text())
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, **({"device_map": device} if quantized else {}))
+        quantized = "quantization_config" in json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        placement = {"device_map": device} if quantized else {}  # bitsandbytes weights load straight onto the GPU
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, **placement)
     if not getattr(model, "is_loaded_in_4bit", False) and not getattr(model, "hf_device_map", None):
         model = model.to(device)
     model.eval()
@@ -233,7 +245,8 @@ def require_llama_cpp():
         import llama_cpp
     except ImportError:
         raise HiveError('llama-cpp-python is not installed; install it with CMAKE_ARGS="-DGGML_NATIVE=OFF '
-                        '-DLLAVA_BUILD=OFF" pip install llama-cpp-python (builds llama.cpp, ~9 min on 2 cores)') from None
+                        '-DLLAVA_BUILD=OFF" pip install llama-cpp-python (builds llama.cpp once, ~9 min on 2 cores)'
+                        ) from None
     return llama_cpp
 
 
@@ -260,6 +273,7 @@ def llama_cpp_clone(gguf: Path, gen, context_length: int, system_prompt: str | N
 
 
 def _export_info(path: Path) -> dict:
+    """export.json of the export that holds `path` (a file or folder inside exports/<name>/), else {}."""
     for folder in (path.parent, path.parent.parent, path):
         if (folder / "export.json").exists():
             return json.loads((folder / "export.json").read_text(encoding="utf-8"))
@@ -267,34 +281,31 @@ def _export_info(path: Path) -> dict:
 
 
 def load_clone(source: str | Path | None, cfg) -> Clone:
-    """A clone from what the user points at: a run folder (default: the newest), an adapter folder, a merged
-    folder, an exports/<name>/ folder or a .gguf file."""
+    """A clone from what the user points at: a run folder (default: the newest), final_model/, an adapter or merged
+    folder, an exports/<name>/ folder (its Modelfile's GGUF, else the merged model, else the adapter) or a .gguf.
+    The persona and context length come from the run (run.json, config.yaml) or the export (export.json)."""
     outputs = cfg.path("outputs")
     path = Path(source) if source is not None else newest_run(outputs)
-    default_ctx = cfg.model.max_seq_length
     if path.is_dir() and (path / "export.json").exists():
         info = json.loads((path / "export.json").read_text(encoding="utf-8"))
-        ggufs = [f for f in info.get("files", []) if f.endswith(".gguf") and "-lora-" not in f and "-base-" not in f]
-        choice = ggufs[0] if ggufs else "merged_16bit" if (path / "merged_16bit").is_dir() else "lora"
-        path = path / choice
+        path = path / (info.get("gguf") or ("merged_16bit" if (path / "merged_16bit").is_dir() else "lora"))
+    in_run = (path / "adapter_config.json").exists() and (path.parent / "run.json").exists()  # final_model, checkpoint
+    if in_run or (path / "run.json").exists() or (path / "final_model" / "adapter_config.json").exists():
+        run = load_run(path.parent if in_run else path, outputs)
+        model_dir = path if in_run else run.adapter
+        ctx = run.max_seq_length or cfg.model.max_seq_length
+        return transformers_clone(model_dir, cfg.generation, ctx, run.system_prompt, run.base_model)
+    info = _export_info(path)
+    ctx, system = info.get("num_ctx", cfg.model.max_seq_length), info.get("system_prompt")
     if path.suffix == ".gguf":
         if not path.is_file():
             raise missing_input(path, "export_model.py", "GGUF file")
-        info = _export_info(path)
-        return llama_cpp_clone(path, cfg.generation, info.get("num_ctx", default_ctx), info.get("system_prompt"))
-    if path.is_dir() and ((path / "run.json").exists() or (path / "final_model" / "adapter_config.json").exists()):
-        run = load_run(path, outputs)
-        return transformers_clone(run.adapter, cfg.generation, run.max_seq_length or default_ctx, run.system_prompt, run.base_model)
+        return llama_cpp_clone(path, cfg.generation, ctx, system, stops=info.get("stops"))
     if (path / "adapter_config.json").exists():
-        run_json = path.parent / "run.json"
-        if run_json.exists():
-            run = load_run(path.parent, outputs)
-            return transformers_clone(path, cfg.generation, run.max_seq_length or default_ctx, run.system_prompt, run.base_model)
-        info = _export_info(path)
-        base = info.get("base_model") or json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
-        return transformers_clone(path, cfg.generation, info.get("num_ctx", default_ctx), info.get("system_prompt"), base)
+        adapter = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+        base = info.get("base_model") or adapter["base_model_name_or_path"]
+        return transformers_clone(path, cfg.generation, ctx, system, base)
     if (path / "config.json").exists():
-        info = _export_info(path)
-        return transformers_clone(path, cfg.generation, info.get("num_ctx", default_ctx), info.get("system_prompt"))
-    raise HiveError(f"nothing to chat with at {path}: pass a run folder (train.py writes outputs/<run>/), an adapter or "
-                    f"merged model folder, an exports/<name>/ folder or a .gguf (export_model.py writes them)")
+        return transformers_clone(path, cfg.generation, ctx, system)
+    raise HiveError(f"nothing to chat with at {path}: pass a run folder (train.py writes outputs/<run>/), an adapter "
+                    f"or merged model folder, an exports/<name>/ folder or a .gguf (export_model.py writes them)")

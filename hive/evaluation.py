@@ -97,7 +97,7 @@ def style_metrics(replies: list[str], vocabulary: set[str]) -> dict[str, float]:
 
 
 def my_vocabulary(training_file: Path, fallback: list[str]) -> set[str]:
-    """Every word of my replies in the training file; the held-out replies themselves if it is missing."""
+    """Every word of my replies in the run's training file; the held-out replies themselves if it is missing."""
     texts = fallback
     if training_file.exists():
         texts = [row["messages"][-1]["content"] for row in read_jsonl(training_file)]
@@ -107,9 +107,9 @@ def my_vocabulary(training_file: Path, fallback: list[str]) -> set[str]:
 # ---------------------------------------------------------------- models
 
 
-def load_run_model(run: Run):
+def load_run_model(run: Run, load_in_4bit: bool = False):
     """(PeftModel, tokenizer) of a train.py run: its base model with the adapter, and the tokenizer saved beside the
-    adapter, whose chat template is the one the run trained with. A run trained in 4 bit is scored in 4 bit."""
+    adapter, whose chat template is the one the run trained with. A run trained in 4 bit (CUDA) is scored in 4 bit."""
     import torch
     from peft import PeftModel
     from transformers import AutoTokenizer
@@ -117,7 +117,7 @@ def load_run_model(run: Run):
     kwargs: dict = {"dtype": torch.float32}
     if torch.cuda.is_available():
         kwargs = {"dtype": torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16, "device_map": {"": 0}}
-        if json.loads((run.folder / "run.json").read_text(encoding="utf-8")).get("load_in_4bit"):
+        if load_in_4bit:
             from transformers import BitsAndBytesConfig
 
             kwargs["quantization_config"] = BitsAndBytesConfig(
@@ -226,7 +226,7 @@ class EvalResult:
     tuned: Likelihood
     style: dict[str, dict[str, float]]  # "real" | "base" | "tuned" -> metrics
     examples: list[dict]
-    style_samples: int
+    replies: dict[str, list[str]]  # "real" | "base" | "tuned" -> the style comparison's replies, in context order
     seconds: float
 
     @property
@@ -255,8 +255,9 @@ class EvalResult:
             "base_nll": self.base.nll, "tuned_nll": self.tuned.nll,
             "base_perplexity": self.base.perplexity, "tuned_perplexity": self.tuned.perplexity,
             "nll_reduction": self.reduction, "win_rate": self.win_rate, "improved": self.improved,
-            "style_samples": self.style_samples, "style": self.style,
-            "style_closer_to_real": self.closer_to_real(), "examples": self.examples, "seconds": self.seconds,
+            "style_samples": len(self.replies["real"]), "style": self.style,
+            "style_closer_to_real": self.closer_to_real(), "examples": self.examples, "replies": self.replies,
+            "seconds": self.seconds,
         }
 
 
@@ -265,7 +266,8 @@ def evaluate_run(run: Run, data: Path, cfg: Config) -> EvalResult:
     started = time.time()
     samples = load_samples(data, cfg.evaluate.max_samples)
     max_len = run.max_seq_length or cfg.model.max_seq_length
-    model, tokenizer = load_run_model(run)
+    info = json.loads((run.folder / "run.json").read_text(encoding="utf-8"))
+    model, tokenizer = load_run_model(run, bool(info.get("load_in_4bit")))
     eot = templates.end_of_turn(tokenizer)
     encoded = [e for e in (encode_sample(tokenizer, s, max_len, eot) for s in samples) if e is not None]
     if not encoded:
@@ -280,14 +282,15 @@ def evaluate_run(run: Run, data: Path, cfg: Config) -> EvalResult:
     generated = {"tuned": generate_replies(model, tokenizer, contexts, cfg, max_len, "replies, fine-tune")}
     with model.disable_adapter():
         generated["base"] = generate_replies(model, tokenizer, contexts, cfg, max_len, "replies, base")
-    vocabulary = my_vocabulary(cfg.path("final"), real)
-    style = {name: style_metrics(replies, vocabulary) for name, replies in
-             (("real", real), ("base", generated["base"]), ("tuned", generated["tuned"]))}
+    train_file = ((info.get("data") or {}).get("train") or {}).get("path")
+    vocabulary = my_vocabulary(Path(train_file) if train_file else cfg.path("final"), real)
+    replies = {"real": real, "base": generated["base"], "tuned": generated["tuned"]}
+    style = {name: style_metrics(texts, vocabulary) for name, texts in replies.items()}
     examples = [
         {"context": c[:-1], "real": r, "base": b, "tuned": t}
         for c, r, b, t in list(zip(contexts, real, generated["base"], generated["tuned"]))[: cfg.evaluate.examples]
     ]
-    result = EvalResult(run.folder, data, run.base_model, base, tuned, style, examples, len(contexts), time.time() - started)
+    result = EvalResult(run.folder, data, run.base_model, base, tuned, style, examples, replies, time.time() - started)
     write_outputs(result, cfg)
     return result
 
@@ -394,7 +397,7 @@ Base model `{result.base_model}`; held-out data `{result.data}`: {len(result.bas
 
 ## Style of generated replies
 
-{result.style_samples} held-out contexts; sampling: temperature {gen.temperature}, top_p {gen.top_p}, top_k {gen.top_k},
+{len(result.replies["real"])} held-out contexts; sampling: temperature {gen.temperature}, top_p {gen.top_p}, top_k {gen.top_k},
 repetition_penalty {gen.repetition_penalty}, max_new_tokens {gen.max_new_tokens}, seed {gen.seed}.
 ✓ marks where the fine-tune is closer to my real replies than the base is
 ({result.closer_to_real()} of {len(STYLE_METRICS)} metrics).

@@ -71,10 +71,12 @@ def check_improvement(run: chat.Run, mode: str) -> str | None:
     result = json.loads(path.read_text(encoding="utf-8"))
     if result.get("improved", True):
         return None
-    message = (f"evaluate.py found the fine-tune no better than the base model (reply NLL {result.get('tuned_nll', float('nan')):.3f} "
-               f"vs base {result.get('base_nll', float('nan')):.3f}, {path})")
+    tuned, base = result.get("tuned_nll", float("nan")), result.get("base_nll", float("nan"))
+    message = (f"evaluate.py found the fine-tune no better than the base model "
+               f"(reply NLL {tuned:.3f} vs base {base:.3f}, {path})")
     if mode == "refuse":
-        raise HiveError(f"{message}; train longer or on more data, or --set export.require_improvement=warn to export anyway")
+        raise HiveError(f"{message}; train longer or on more data, or --set export.require_improvement=warn to export "
+                        f"anyway")
     return f"warning: {message}"
 
 
@@ -157,7 +159,8 @@ def write_lora_gguf(adapter_dir: Path, base_config: dict, out: Path) -> None:
         a, b = tensors[key].float(), tensors[key.replace(".lora_A.", ".lora_B.")].float()
         name = names.get_name(f"{module}.weight", try_suffixes=(".weight",))
         if name is None or module.endswith(("embed_tokens", "lm_head")):
-            raise HiveError(f"lora_gguf cannot map adapter module {module!r} onto the GGUF model; export it as gguf instead")
+            raise HiveError(f"lora_gguf cannot map adapter module {module!r} onto the GGUF model; export it as gguf "
+                            f"instead")
         if permute and module.endswith(("q_proj", "k_proj")):
             heads = n_head if module.endswith("q_proj") else n_kv
             b = b.reshape(heads, 2, b.shape[0] // heads // 2, b.shape[1]).swapaxes(1, 2).reshape(b.shape)
@@ -224,7 +227,8 @@ def _verify_gguf(artifact: Artifact, gguf: Path, cfg, ctx: int, template: str, s
     artifact.check_seconds = time.time() - started
     if clone.last.finish_reason != "stop":
         raise HiveError(f"verification failed: {gguf.name} did not stop within {cfg.generation.max_new_tokens} tokens "
-                        f"(finish_reason {clone.last.finish_reason!r}); the chat template or stop tokens do not match the model")
+                        f"(finish_reason {clone.last.finish_reason!r}); the chat template or stop tokens do not match "
+                        f"the model")
     artifact.check = f"ok, stops: {_preview(text)}"
 
 
@@ -249,7 +253,8 @@ def export_run(run: chat.Run, cfg, name: str, formats: list[str], quantizations:
     final = exports / name
     result = ExportResult(final)
     if "merged_4bit" in formats and not (_has_cuda() and importlib.util.find_spec("bitsandbytes")):
-        result.notes.append("merged_4bit skipped: it needs a CUDA GPU and bitsandbytes (pip install -r requirements-gpu.txt)")
+        result.notes.append("merged_4bit skipped: it needs a CUDA GPU and bitsandbytes "
+                            "(pip install -r requirements-gpu.txt)")
         formats.remove("merged_4bit")
     note = check_improvement(run, cfg.export.require_improvement)
     if note:
@@ -270,19 +275,11 @@ def export_run(run: chat.Run, cfg, name: str, formats: list[str], quantizations:
             if cfg.export.verify and verify is not None:
                 print(f"verifying {artifact.format} ...", flush=True)
                 verify(artifact)
-        for kind in ggufs:
-            if kind == "gguf":  # the first quantization listed is the one Ollama gets
-                lines = [f"FROM ./{name}-{quantizations[0]}.gguf"]
-                file = "Modelfile"
-            else:
-                lines = [f"FROM ./{name}-base-{quantizations[0]}.gguf", f"ADAPTER ./{name}-lora-f16.gguf"]
-                file = "Modelfile.adapter"
-            (work / file).write_text(modelfile_text(lines, template, stops, run.system_prompt, cfg.generation, num_ctx), encoding="utf-8")
-            model = name if kind == "gguf" else f"{name}-adapter"
-            result.commands += [f"ollama create {model} -f {final / file}", f"ollama run {model}"]
+        _write_modelfiles(work, result, name, ggufs, quantizations[0], template, stops, run.system_prompt, cfg, num_ctx)
         manifest = {
             "name": name, "run": str(run.folder), "base_model": run.base_model, "system_prompt": run.system_prompt,
             "num_ctx": num_ctx, "stops": stops if ggufs else None,
+            "gguf": f"{name}-{quantizations[0]}.gguf" if "gguf" in formats else None,  # the Modelfile's; chat.py's pick
             "files": [a.path.name for a in result.artifacts], "notes": result.notes,
             "artifacts": [{"format": a.format, "file": a.path.name, "bytes": a.size, "seconds": round(a.seconds, 1),
                            "check": a.check} for a in result.artifacts],
@@ -298,19 +295,39 @@ def export_run(run: chat.Run, cfg, name: str, formats: list[str], quantizations:
     return result
 
 
+def _write_modelfiles(work: Path, result: ExportResult, name: str, ggufs: list[str], quantization: str, template: str,
+                      stops: list[str], system: str | None, cfg, num_ctx: int) -> None:
+    """Modelfile (the merged GGUF) and Modelfile.adapter (base GGUF + ADAPTER), and the ollama commands for them."""
+    for kind in ggufs:
+        if kind == "gguf":
+            file, model, lines = "Modelfile", name, [f"FROM ./{name}-{quantization}.gguf"]
+        else:
+            file, model = "Modelfile.adapter", f"{name}-adapter"
+            lines = [f"FROM ./{name}-base-{quantization}.gguf", f"ADAPTER ./{name}-lora-f16.gguf"]
+        text = modelfile_text(lines, template, stops, system, cfg.generation, num_ctx)
+        (work / file).write_text(text, encoding="utf-8")
+        result.commands += [f"ollama create {model} -f {result.folder / file}", f"ollama run {model}"]
+
+
 def _replace_dir(new: Path, final: Path) -> None:
     """Move `new` to `final`; an older export of the same name is removed only after the new one is in place."""
     old = None
     if final.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
         os.replace(final, old / final.name)
-    os.replace(new, final)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
+    try:
+        os.replace(new, final)
+    except OSError:
+        if old:
+            os.replace(old / final.name, final)
+        raise
+    finally:
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
 
 
-def _build(run: chat.Run, cfg, name: str, formats: list[str], quantizations: list[str], work: Path, result: ExportResult,
-           template: str, stops: list[str]):
+def _build(run: chat.Run, cfg, name: str, formats: list[str], quantizations: list[str], work: Path,
+           result: ExportResult, template: str, stops: list[str]):
     """Write every requested format into `work`; returns (artifact, verify function or None) pairs.
     `template` and `stops` are the Modelfile's, which the GGUF checks use."""
     import torch
@@ -318,7 +335,8 @@ def _build(run: chat.Run, cfg, name: str, formats: list[str], quantizations: lis
     from hive import models
 
     built: list = []
-    gen, ctx, system = verification_settings(cfg.generation), run.max_seq_length or cfg.model.max_seq_length, run.system_prompt
+    gen, system = verification_settings(cfg.generation), run.system_prompt
+    ctx = run.max_seq_length or cfg.model.max_seq_length
 
     def add(fmt: str, path: Path, seconds: float, verify=None) -> Artifact:
         artifact = Artifact(fmt, path, _size(path), seconds)
@@ -376,7 +394,8 @@ def _build(run: chat.Run, cfg, name: str, formats: list[str], quantizations: lis
 
         started, out = time.time(), work / "merged_4bit"
         quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
-        AutoModelForCausalLM.from_pretrained(merged_dir, quantization_config=quant, device_map="cuda").save_pretrained(out)
+        model = AutoModelForCausalLM.from_pretrained(merged_dir, quantization_config=quant, device_map="cuda")
+        model.save_pretrained(out)
         tokenizer.save_pretrained(out)
         add("merged_4bit", out, time.time() - started, lambda a: _verify_transformers(
             a, lambda: chat.transformers_clone(out, gen, ctx, system)))

@@ -3,10 +3,17 @@ paths.cleaned/<chat>.jsonl (the data contract in DEVELOPERS.md), plus _summary.j
 
 Files are streamed (one line in memory at a time) and each output is written to a temporary file and renamed.
 Who "me" is comes from extract.me or, when that is empty, from clues in the chats (see decide_me); detection
-needs one extra read of every file before writing.
+needs one extra read of every file before writing. A large .txt export is cut at message headers into one piece
+per core, read by forked processes (see _on_pieces); the output is the same byte for byte.
 """
 
+import collections
+import contextlib
+import multiprocessing
+import os
 import re
+import sys
+import tempfile
 import zipfile
 from collections import Counter
 from contextlib import contextmanager
@@ -21,6 +28,10 @@ from hive.errors import HiveError
 from hive.privacy import Pseudonyms, Redactor, strip_urls
 
 SUMMARY_NAME = "_summary.json"
+# Files smaller than this are read by one process: below it, forking and joining the pieces cost more than a second
+# core saves (a 1M-line export is about 80 MB).
+PARALLEL_MIN_BYTES = 8 * 2**20
+MAX_JOBS = 4
 _SET_ME = 'pass --me "Your Name" (repeatable) or set extract.me in training_config.yaml'
 # The other person of a 1:1 chat, from the export's own file name (English app language).
 _CHAT_WITH = re.compile(r"^WhatsApp Chat (?:with|-) (.+?)(?: \d+)?$")
@@ -35,6 +46,7 @@ class Source:
     title: str                                  # the chat's name before collisions are resolved
     open: Optional[Callable] = None             # () -> context manager of a binary stream
     problem: Optional[str] = None               # set when the file cannot be used at all
+    path: Optional[Path] = None                 # the file of a plain .txt (zip members are read as one piece)
 
 
 @dataclass
@@ -94,7 +106,7 @@ def find_sources(root: Path) -> list[Source]:
             continue
         suffix = path.suffix.lower()
         if suffix == ".txt":
-            sources.append(Source(str(rel), path.stem, open=lambda p=path: open(p, "rb")))
+            sources.append(Source(str(rel), path.stem, open=lambda p=path: open(p, "rb"), path=path))
         elif suffix == ".zip":
             sources.extend(_zip_sources(path, rel))
         else:
@@ -146,14 +158,90 @@ def _unusable(source: Source) -> Optional[str]:
     return None
 
 
-def _survey(source: Source, date_order: str) -> tuple[whatsapp.Format, whatsapp.ParseStats]:
+def _survey(source: Source, date_order: str, jobs: int) -> tuple[whatsapp.Format, whatsapp.ParseStats]:
     """Parse without writing: the statistics that decide who "me" is."""
     fmt = _format(source, date_order)
-    stats = whatsapp.ParseStats()
-    with _lines(source) as lines:
-        for _ in whatsapp.iter_messages(lines, fmt, stats):
-            pass
+    stats, *later = _on_pieces(source, fmt, jobs, _count, (fmt,))
+    for more in later:
+        stats.add(more)
     return fmt, stats
+
+
+def _count(lines, fmt: whatsapp.Format) -> whatsapp.ParseStats:
+    stats = whatsapp.ParseStats()
+    collections.deque(whatsapp.iter_messages(lines, fmt, stats), maxlen=0)
+    return stats
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One file in several processes
+
+
+def _jobs(requested: Optional[int]) -> int:
+    """Processes per file. Only where fork exists on Linux: a forked worker starts at once with everything
+    imported, while spawning one re-imports Hive (and macOS's fork is unsafe with some system libraries)."""
+    if not sys.platform.startswith("linux") or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return requested if requested is not None else min(os.cpu_count() or 1, MAX_JOBS)
+
+
+def _on_pieces(source: Source, fmt: whatsapp.Format, jobs: int, work: Callable, args: tuple,
+               outputs: tuple = (), folder: Optional[Path] = None) -> list:
+    """[work(lines, *outputs, *args) for each piece of `source`], in file order. A plain file of at least
+    PARALLEL_MIN_BYTES is cut at message headers into up to `jobs` pieces (whatsapp.message_starts): this process
+    reads the first, writing into `outputs` (open text files or None), and forked ones read the others, each
+    writing temporary part files in `folder` that are appended to `outputs` in order. Everything else is one piece.
+    `work` and `args` go to the workers by pickle; their results come back the same way."""
+    cuts = []
+    if jobs > 1 and source.path is not None and source.path.stat().st_size >= PARALLEL_MIN_BYTES:
+        with open(source.path, "rb") as f:
+            cuts = whatsapp.message_starts(f, fmt, jobs)
+    if not cuts:
+        with _lines(source) as lines:
+            return [work(lines, *outputs, *args)]
+    pieces = list(zip([0, *cuts], [*cuts, None]))
+    parts = [[_part_path(folder) if out is not None else None for out in outputs] for _ in cuts]
+    try:
+        with multiprocessing.get_context("fork").Pool(len(cuts)) as pool:
+            later = pool.starmap_async(_piece, [(work, source.path, piece, paths, args)
+                                                for piece, paths in zip(pieces[1:], parts)])
+            with whatsapp.open_range(source.path, *pieces[0]) as lines:
+                results = [work(lines, *outputs, *args)]
+            results += later.get()
+        for out, paths in zip(outputs, zip(*parts)):
+            if out is not None:
+                _append(out, paths)
+    finally:
+        for path in (p for paths in parts for p in paths if p is not None):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+    return results
+
+
+def _piece(work: Callable, path: Path, piece: tuple, part_paths: list, args: tuple):
+    """A worker: `work` on one piece of a file, writing into part files."""
+    with contextlib.ExitStack() as stack:
+        lines = stack.enter_context(whatsapp.open_range(path, *piece))
+        outputs = [stack.enter_context(open(p, "w", encoding="utf-8", newline="\n")) if p is not None else None
+                   for p in part_paths]
+        return work(lines, *outputs, *args)
+
+
+def _part_path(folder: Path) -> str:
+    # beside the output: the same file system, and removed with it if something goes wrong
+    fd, path = tempfile.mkstemp(prefix=".part.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    return path
+
+
+def _append(out, paths: tuple) -> None:
+    """Append files to an open text file, copied by the kernel (os.sendfile) rather than through Python."""
+    out.flush()
+    for path in paths:
+        with open(path, "rb") as part:
+            size, done = os.fstat(part.fileno()).st_size, 0
+            while done < size:
+                done += os.sendfile(out.fileno(), part.fileno(), done, size - done)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -213,47 +301,57 @@ def _chat_name(title: str, label: str, used: set) -> str:
 
 
 def _write_chat(source: Source, fmt, chat: str, out: Path, me: set, redactor: Redactor,
-                pseudonyms: Optional[Pseudonyms], plain: bool) -> tuple[whatsapp.ParseStats, int]:
+                pseudonyms: Optional[Pseudonyms], plain: bool, jobs: int) -> tuple[whatsapp.ParseStats, int]:
     """Stream one chat into <chat>.jsonl (and <chat>.txt when `plain`); returns its stats and my message count."""
+    with fileio.atomic_write(out / f"{chat}.jsonl") as f, \
+            (fileio.atomic_write(out / f"{chat}.txt") if plain else _nothing()) as txt:
+        (stats, mine), *later = _on_pieces(source, fmt, jobs, _write_messages,
+                                           (fmt, _json_str(chat), me, redactor, pseudonyms), (f, txt), out)
+    for more, more_mine in later:
+        stats.add(more)
+        mine += more_mine
+    return stats, mine
+
+
+def _write_messages(lines, f, txt, fmt, chat_json: str, me: set, redactor: Redactor,
+                    pseudonyms: Optional[Pseudonyms]) -> tuple[whatsapp.ParseStats, int]:
+    """The JSONL lines (and plain lines when `txt`) of the messages in `lines`; their stats and my message count."""
     stats = whatsapp.ParseStats()
-    chat_json = _json_str(chat)
     people: dict = {None: ("null", "false", False)}    # sender -> (JSON of the name shown, is_me JSON, is_me)
     kind_json = {k: f'"kind": "{k}", "text": ' for k in whatsapp.KINDS}
     redact = redactor.__call__
     mine = 0
     last_ts = last_sender = prefix = is_me = None
-    with _lines(source) as lines, fileio.atomic_write(out / f"{chat}.jsonl") as f, \
-            (fileio.atomic_write(out / f"{chat}.txt") if plain else _nothing()) as txt:
-        write = f.write
-        for ts, sender, text, kind in whatsapp.iter_messages(lines, fmt, stats):
-            # the line up to "kind" only changes with the timestamp or the sender (identity: both come from caches)
-            if ts is not last_ts or sender is not last_sender:
-                last_ts, last_sender = ts, sender
-                try:
-                    shown, me_json, is_me = people[sender]
-                except KeyError:
-                    is_me = sender.casefold() in me
-                    shown = _json_str(pseudonyms.name(sender) if pseudonyms and not is_me else sender)
-                    shown, me_json, is_me = people[sender] = (shown, "true" if is_me else "false", is_me)
-                prefix = f'{{"chat": {chat_json}, "timestamp": "{ts}", "sender": {shown}, "is_me": {me_json}, '
-            if is_me:
-                mine += 1
-                if txt is not None and kind in ("text", "edited"):
-                    line = redact(strip_urls(text))
-                    line = " ".join((pseudonyms.text(line) if pseudonyms else line).split())
-                    if line:
-                        txt.write(line + "\n")
-            if kind == "text":
-                text = redact(text)
-            elif kind == "media":
-                # only a caption is message text; the placeholder line holds file names with digit runs
-                head, sep, caption = text.partition("\n")
-                text = head + sep + redact(caption) if caption else text
-            elif kind not in ("deleted", "view_once"):
-                text = redact(text)
-            if pseudonyms is not None:
-                text = pseudonyms.text(text)
-            write(prefix + kind_json[kind] + _json_str(text) + "}\n")
+    write = f.write
+    for ts, sender, text, kind in whatsapp.iter_messages(lines, fmt, stats):
+        # the line up to "kind" only changes with the timestamp or the sender (identity: both come from caches)
+        if ts is not last_ts or sender is not last_sender:
+            last_ts, last_sender = ts, sender
+            try:
+                shown, me_json, is_me = people[sender]
+            except KeyError:
+                is_me = sender.casefold() in me
+                shown = _json_str(pseudonyms.name(sender) if pseudonyms and not is_me else sender)
+                shown, me_json, is_me = people[sender] = (shown, "true" if is_me else "false", is_me)
+            prefix = f'{{"chat": {chat_json}, "timestamp": "{ts}", "sender": {shown}, "is_me": {me_json}, '
+        if is_me:
+            mine += 1
+            if txt is not None and kind in ("text", "edited"):
+                line = redact(strip_urls(text))
+                line = " ".join((pseudonyms.text(line) if pseudonyms else line).split())
+                if line:
+                    txt.write(line + "\n")
+        if kind == "text":
+            text = redact(text)
+        elif kind == "media":
+            # only a caption is message text; the placeholder line holds file names with digit runs
+            head, sep, caption = text.partition("\n")
+            text = head + sep + redact(caption) if caption else text
+        elif kind not in ("deleted", "view_once"):
+            text = redact(text)
+        if pseudonyms is not None:
+            text = pseudonyms.text(text)
+        write(prefix + kind_json[kind] + _json_str(text) + "}\n")
     return stats, mine
 
 
@@ -301,8 +399,9 @@ def _check_sources(raw: Path) -> tuple[list[ChatReport], list[tuple[Source, Chat
     return reports, usable
 
 
-def run(cfg: Config, progress: bool = True) -> ExtractResult:
-    """Extract every chat under paths.raw into paths.cleaned; see the module docstring."""
+def run(cfg: Config, progress: bool = True, jobs: Optional[int] = None) -> ExtractResult:
+    """Extract every chat under paths.raw into paths.cleaned; see the module docstring. `jobs`: processes per large
+    file (default: one per core, at most MAX_JOBS; always 1 where fork is missing)."""
     from tqdm import tqdm
 
     raw, out = cfg.path("raw"), cfg.path("cleaned")
@@ -310,6 +409,7 @@ def run(cfg: Config, progress: bool = True) -> ExtractResult:
         raise HiveError(f"no WhatsApp exports in {raw}: export a chat in WhatsApp (chat > More > Export chat) and "
                         f"put the .txt or .zip there (any sub-folder), or pass --input DIR")
     x = cfg.extract
+    jobs = _jobs(jobs)
     reports, usable = _check_sources(raw)
 
     # Detecting "me" and pseudonyms need every chat's senders before the first line is written: one more read.
@@ -317,7 +417,7 @@ def run(cfg: Config, progress: bool = True) -> ExtractResult:
     if not x.me or x.pseudonymize:
         for source, report in tqdm(usable, desc="extract: reading", unit="file", disable=not progress):
             try:
-                surveys[report.source] = _survey(source, x.date_order)
+                surveys[report.source] = _survey(source, x.date_order, jobs)
             except _UNREADABLE as e:
                 _skip(report, e)
         usable = [(s, r) for s, r in usable if r.source in surveys]
@@ -342,7 +442,7 @@ def run(cfg: Config, progress: bool = True) -> ExtractResult:
             if pseudonyms is not None:
                 report.chat = _UNSAFE.sub("_", pseudonyms.text(report.chat))
             stats, report.my_messages = _write_chat(source, fmt, report.chat, out, me_set, redactor, pseudonyms,
-                                                    x.write_plain)
+                                                    x.write_plain, jobs)
             report.output = f"{report.chat}.jsonl"
             _report(report, fmt, stats)
         except _UNREADABLE as e:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from hive.errors import HiveError
 
 # Sentinels: plain words no template rewrites (no leading/trailing whitespace, which some templates strip).
-_SYS, _USER, _ASSISTANT, _USER2 = "HIVESYSTEMSENTINEL", "HIVEUSERSENTINEL", "HIVEASSISTANTSENTINEL", "HIVEUSERTWOSENTINEL"
+_SYS, _USER, _ASSISTANT, _USER2 = "HIVESYSTEMSENTINEL", "HIVEUSERSENTINEL", "HIVEASSISTANTSENTINEL", "HIVEUSERTWO"
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,8 @@ def derive_parts(tokenizer) -> TemplateParts:
 def stop_tokens(parts: TemplateParts, tokenizer) -> list[str]:
     """Texts that end a reply: the end-of-turn marker, EOS, and special tokens that would open another turn."""
     special = set(getattr(tokenizer, "all_special_tokens", []) or [])
-    special |= {t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if getattr(t, "special", False)}
+    added = getattr(tokenizer, "added_tokens_decoder", {}).values()
+    special |= {t.content for t in added if getattr(t, "special", False)}
     stops = [parts.assistant_suffix.strip(), getattr(tokenizer, "eos_token", None) or ""]
     for text in (parts.user_prefix, parts.assistant_prefix):
         stops += sorted((t for t in special if t and t in text), key=text.index)
@@ -189,11 +190,13 @@ def _execute(tokens: list[str], i: int, data: dict, message: dict | None, out: l
 
 def _quote(text: str) -> str:
     if '"""' in text:
-        raise HiveError('the system prompt contains """, which a Modelfile cannot hold; remove it from convert.system_prompt')
+        raise HiveError('the system prompt contains """, which a Modelfile cannot hold; remove it from '
+                        'convert.system_prompt')
     return f'"""{text}"""'
 
 
-def modelfile_text(source_lines: list[str], template: str, stops: list[str], system: str | None, gen, num_ctx: int) -> str:
+def modelfile_text(source_lines: list[str], template: str, stops: list[str], system: str | None, gen,
+                   num_ctx: int) -> str:
     """The Modelfile: FROM/ADAPTER lines, TEMPLATE, SYSTEM (the persona, when one was trained) and PARAMETERs.
 
     `gen` is the generation config section; Ollama's option names differ (repeat_penalty, num_predict).

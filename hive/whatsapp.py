@@ -13,11 +13,13 @@ This module imports only the standard library: extract.py streams a million-line
 """
 
 import codecs
+import contextlib
 import datetime
 import io
+import os
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import BinaryIO, Iterable, Iterator, NamedTuple, Optional
 
 KINDS = ("text", "media", "deleted", "edited", "view_once", "poll", "location", "contact", "call", "system")
@@ -167,6 +169,11 @@ class Format:
     def platform(self) -> str:
         return self.shape.platform
 
+    def is_header(self, line: str) -> bool:
+        """Whether the line starts a message (iter_messages' rule: the locked shape and a real calendar date)."""
+        m = self.regex.match(line)
+        return m is not None and self.timestamp(*m.group(1, 2)) is not None
+
     def iso_date(self, text: str) -> Optional[str]:
         """`YYYY-MM-DD`, or None when the numbers are no calendar date in this order (then it is no header)."""
         try:
@@ -233,6 +240,67 @@ def split_lines(text: str) -> list[str]:
     lines = text.split("\n")
     last = lines.pop()
     return [line + "\n" for line in lines] + ([last] if last else [])
+
+
+_HEADER_BYTES = 128      # more than the longest header of any shape, in UTF-8
+
+
+def message_starts(stream: BinaryIO, fmt: Format, parts: int) -> list[int]:
+    """Byte offsets that cut an export into up to `parts` pieces of about equal size, each after the first starting
+    with a message header (see Format.is_header), so that parsing the pieces one after another (open_range) gives
+    what parsing the whole file gives. Each cut is the first header line at or after its share of the size; fewer
+    cuts when headers are too far apart, none for UTF-16 (its line ends are no single b"\\n")."""
+    stream.seek(0)
+    if stream.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        return []
+    size = stream.seek(0, io.SEEK_END)
+    cuts: list[int] = []
+    for i in range(1, parts):
+        pos = stream.seek(max(size * i // parts, cuts[-1] if cuts else 0))
+        # Position 0 and any position after a b"\n" start a line (\r\n, \r and \n all end lines when read as
+        # text); the line under the first position is skipped, as it may be cut in the middle. Lines are read in
+        # bounded pieces so that one without any b"\n" (old Mac \r line ends) is never held whole.
+        at_line_start = False
+        while True:
+            piece = stream.readline(65536)
+            if not piece:
+                return cuts
+            # a character cut off at _HEADER_BYTES is dropped; a header is complete well before that
+            if at_line_start and fmt.is_header(piece[:_HEADER_BYTES].decode("utf-8", "ignore")):
+                cuts.append(pos)
+                break
+            at_line_start = piece.endswith(b"\n")
+            pos += len(piece)
+    return cuts
+
+
+class _Slice(io.RawIOBase):
+    """At most `size` bytes of a raw file from its current position."""
+
+    def __init__(self, raw: BinaryIO, size: int):
+        self.raw, self.left = raw, size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        with memoryview(buffer) as view:
+            n = self.raw.readinto(view[: self.left]) if self.left else 0
+        self.left -= n
+        return n
+
+
+@contextlib.contextmanager
+def open_range(path: "str | os.PathLike", start: int, end: Optional[int]) -> Iterator[io.TextIOWrapper]:
+    """The text of bytes [start, end) of an export file (end None: to its end) as open_text reads the whole file;
+    `start` and `end` are 0, None or cuts from message_starts."""
+    with open(path, "rb", buffering=0) as raw:
+        raw.seek(start)
+        stream = io.BufferedReader(raw if end is None else _Slice(raw, end - start))
+        # Past the start, a UTF-8 file has no BOM to drop and open_text's look for binary data is not repeated
+        # (it checks only a file's head).
+        yield open_text(stream) if start == 0 else io.TextIOWrapper(stream, encoding="utf-8", errors="strict",
+                                                                   newline=None)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -353,6 +421,14 @@ class ParseStats:
     def messages(self) -> int:
         return sum(self.kinds.values())
 
+    def add(self, later: "ParseStats") -> None:
+        """Count in the stats of the next piece of the same export (message_starts), parsed separately."""
+        for f in fields(self):
+            if isinstance(getattr(self, f.name), Counter):
+                getattr(self, f.name).update(getattr(later, f.name))   # names first seen later go last, as in one pass
+            else:
+                setattr(self, f.name, getattr(self, f.name) + getattr(later, f.name))
+
 
 def _sender_of(candidate: str) -> Optional[str]:
     """The sender for the text before the first ": ", or None when it is an Android system text."""
@@ -403,34 +479,39 @@ def iter_messages(lines: Iterable[str], fmt: Format, stats: Optional[ParseStats]
     header shape with a real calendar date; every other line continues the previous message (or, before the first
     header, is counted in stats.skipped_lines). Lines may keep their "\\n" (as a text file yields them).
 
-    This loop runs once per line of exports of millions of lines: one compiled regex per line, the rest is
+    This loop runs once per line of exports of millions of lines: one compiled regex per line at most, the rest is
     cached (timestamps, senders) or skipped by cheap checks (see _Builder)."""
     stats = stats if stats is not None else ParseStats()
     match, stamp = fmt.regex.match, fmt.timestamp
     builder = _Builder(fmt.shape.platform != "android", stats)
     build = builder.build
-    ts = rest = last_head = last_ts = None
+    ts = rest = None
+    # The last header matched and its timestamp (None: no calendar date). Consecutive messages often share their
+    # minute, and a line that starts with the last header is a header of that minute without running the regex
+    # (no header is a prefix of another). The start value is no line's start.
+    head, head_ts = "\x00", None
     cont: list[str] = []
     headers = continued = skipped = 0
     for line in lines:
-        m = match(line)
-        if m is not None:
-            # consecutive messages often share their minute: reuse the last timestamp
-            head = m.group(0)
-            if head != last_head:
-                last_head, last_ts = head, stamp(*m.group(1, 2))
-            if last_ts is not None:
-                if rest is not None:
-                    if cont:
-                        continued += len(cont)
-                        yield build(ts, rest, cont)
-                        cont = []
-                    else:
-                        yield build(ts, rest, None)
-                headers += 1
-                ts, rest = last_ts, line[len(head):]
-                continue
-        if rest is None:
+        if line.startswith(head):
+            is_header = head_ts is not None
+        else:
+            m = match(line)
+            is_header = m is not None
+            if is_header:
+                head, head_ts = m.group(0), stamp(*m.group(1, 2))
+                is_header = head_ts is not None
+        if is_header:
+            if rest is not None:
+                if cont:
+                    continued += len(cont)
+                    yield build(ts, rest, cont)
+                    cont = []
+                else:
+                    yield build(ts, rest, None)
+            headers += 1
+            ts, rest = head_ts, line[len(head):]
+        elif rest is None:
             skipped += 1
         else:
             cont.append(line)

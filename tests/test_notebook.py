@@ -92,5 +92,5 @@ def test_dry_run_runs_every_cell_then_resumes(tmp_path, monkeypatch, capsys, smo
     train_cell = next(i for i, (_, lines) in enumerate(cells) if any('stage("train.py"' in line for line in lines))
     execute(cells[:train_cell + 1], {})
     out = capsys.readouterr().out
-    assert f"resuming from {run_dir / 'checkpoint-4'}" in out
-    assert f"train: resuming {run_dir / 'checkpoint-4'}" in out
+    assert f"resuming from {run_dir / 'checkpoint-2'}" in out
+    assert f"train: resuming {run_dir / 'checkpoint-2'}" in out
