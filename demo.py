@@ -92,7 +92,9 @@ def main(argv=None) -> int:
         if code != 0:
             print(f"\ndemo: {name} failed (exit {code}); its output is above", file=sys.stderr)
             return code
-    reply = next((line for line in reversed(lines) if line.strip()), "")
+    # chat.py prints its settings, "  loaded <model> ...", then the reply
+    loaded = max((i for i, line in enumerate(lines) if line.startswith("  loaded ")), default=-1)
+    reply = " / ".join(line.strip() for line in lines[loaded + 1:] if line.strip())
     cli.print_summary("demo", {**times, "report": str(workspace / "outputs" / "demo" / "eval_report.md"),
                                "model": str(workspace / exported_gguf(workspace)), "prompt": PROMPT, "reply": reply},
                       next_command=f"cd {os.path.relpath(workspace)} && HIVE_HOME=. python {os.path.relpath(REPO / 'chat.py', workspace)} "

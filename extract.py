@@ -4,6 +4,8 @@ participant, classified (text, media, deleted, ...), with URLs, e-mails and phon
     python extract.py                                   # dataset/raw -> dataset/cleaned, "me" detected
     python extract.py --me "Sam" --me "Sam K"           # your name(s) as they appear in the exports
     python extract.py --input ~/exports --output /tmp/cleaned --set extract.pseudonymize=true
+    python extract.py --jobs 1                          # one process (default: an export of 8 MB or more is read
+                                                        # by one process per core, at most 4)
 
 Put exported chats (.txt, or the .zip WhatsApp makes; any sub-folder) in dataset/raw first.
 Writes <chat>.jsonl per chat and _summary.json (format, date order, kinds, senders, who is "me" and why).
@@ -22,10 +24,12 @@ def main(argv=None) -> int:
     cli.config_flag(parser, "--output", key="paths.cleaned", metavar="DIR", help="output folder (paths.cleaned)")
     cli.config_flag(parser, "--me", key="extract.me", metavar="NAME", action="append",
                     help="your name as it appears in the exports (repeatable; extract.me)")
-    _, cfg = cli.parse(parser, argv)
+    parser.add_argument("--jobs", type=int, metavar="N",
+                        help=f"processes per large export (default: one per core, at most {extraction.MAX_JOBS})")
+    args, cfg = cli.parse(parser, argv)
     cli.print_settings("extract", cfg, ["paths", "extract"])
 
-    result = extraction.run(cfg)
+    result = extraction.run(cfg, jobs=args.jobs)
 
     print("\n" + extraction.table(result))
     print(f"\nme: {', '.join(result.me.names)} ({result.me.reason})")

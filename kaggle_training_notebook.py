@@ -105,9 +105,10 @@ def run(cmd, env=None, check=True):
 
 # %% [markdown]
 # ## 2. Get the Hive code
-# The notebook runs from a clone of the repository in `/kaggle/working/Hive` (made once, then reused, so a resumed
-# run keeps the same code). Without Internet, attach a Kaggle dataset holding a copy of the repository instead: a
-# folder under `/kaggle/input` with `train.py` and `hive/` is used as it is.
+# The notebook runs from a clone of the repository (`HIVE_REPO` at `HIVE_REF`) in `/kaggle/working/Hive`, made once
+# and then reused, so a resumed run keeps the same code. To run your own copy instead (a fork, a pinned version, or
+# when GitHub is unreachable), attach it as a Kaggle dataset: a folder under `/kaggle/input` holding `train.py` and
+# `hive/` is used as it is, and no clone is made.
 
 # %%
 def find_checkout(root):

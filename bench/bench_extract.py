@@ -3,11 +3,14 @@
     python bench/bench_extract.py                            # renders /tmp/hive_bench/big.txt (1M lines) if missing
     python bench/bench_extract.py --input FILE --runs 5
     python bench/bench_extract.py --npm-dir /tmp/hive_npm    # where `npm install whatsapp-chat-parser` was run
+    python bench/bench_extract.py --jobs auto,1               # Hive with one process per core and with one
 
-Each tool runs in its own process under /usr/bin/time, so the peak RSS is that tool's alone (Python start-up and
-imports included). Hive runs the real stage: `extract.py --input DIR --output DIR --me NAME` (parse, classify,
-redact, write JSONL). Prints: tool, wall and CPU seconds (median of --runs; the slow peers run --peer-runs times), peak RSS MB,
-messages parsed.
+Each tool runs in its own process under /usr/bin/time, so the figures are that tool's alone (Python start-up and
+imports included). Hive runs the real stage: `extract.py --input DIR --output DIR --me NAME [--jobs N]` (parse,
+classify, redact, write JSONL; a large export is read by one process per core). Prints: tool, wall and CPU seconds
+(user + system, worker processes included; median of --runs, the slow peers run --peer-runs times), peak RSS MB
+(the sum over the tool's processes, sampled every 10 ms, and the largest single process), messages parsed, and the
+load average before and after: on a busy machine wall time mostly measures the wait for a core.
 """
 
 import argparse
@@ -17,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,33 +38,68 @@ console.log(parseString(fs.readFileSync(process.argv[1], 'utf8')).length);
 """
 
 
-def timed(cmd: list[str], env=None) -> tuple[float, float, float, str]:
-    """(wall seconds, CPU seconds, peak RSS MB, stdout) of one run of `cmd` in a fresh process.
+def timed(cmd: list[str], env=None) -> tuple[float, float, float, float, str]:
+    """(wall seconds, CPU seconds, peak RSS MB of all its processes together, of the largest one, stdout) of one
+    run of `cmd` in a fresh process.
 
-    CPU time (user + system) is reported beside wall time because the shared machine is often busy: then wall
-    time mostly measures the wait for a core."""
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as t:
-        proc = subprocess.run(["/usr/bin/time", "-o", t.name, "-f", "%e %U %S %M"] + cmd, capture_output=True,
-                              text=True, env=env)
+    CPU time (user + system, of every process the tool forks and waits for) is reported beside wall time because
+    the shared machine is often busy: then wall time mostly measures the wait for a core."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as t, tempfile.TemporaryFile("w+") as out, \
+            tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(["/usr/bin/time", "-o", t.name, "-f", "%e %U %S %M"] + cmd, stdout=out, stderr=err,
+                                text=True, env=env)
+        total_kb = 0
+        while proc.poll() is None:
+            total_kb = max(total_kb, _tree_rss_kb(proc.pid) - _rss_kb(proc.pid))   # /usr/bin/time itself left out
+            time.sleep(0.01)
         if proc.returncode != 0:
-            raise RuntimeError(f"{cmd[0]} failed: {proc.stderr.strip()[-500:]}")
+            err.seek(0)
+            raise RuntimeError(f"{cmd[0]} failed: {err.read().strip()[-500:]}")
         wall, user, system, kb = t.read().split()[-4:]
-    return float(wall), float(user) + float(system), int(kb) / 1024, proc.stdout
+        out.seek(0)
+        stdout = out.read()
+    # a run shorter than one sample still has its largest process from /usr/bin/time
+    return float(wall), float(user) + float(system), max(total_kb, int(kb)) / 1024, int(kb) / 1024, stdout
 
 
-def bench_hive(file: Path, me: str, runs: int) -> list[tuple[float, float, float, int]]:
+def _rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
+    except OSError:     # gone
+        return 0
+
+
+def _tree_rss_kb(pid: int) -> int:
+    """The resident memory of a process and all its descendants (Linux /proc), counting pages that forked
+    processes still share once per process: an upper bound."""
+    total, todo = 0, [pid]
+    while todo:
+        pid = todo.pop()
+        total += _rss_kb(pid)
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    todo += map(int, f.read().split())
+        except OSError:
+            pass
+    return total
+
+
+def bench_hive(file: Path, me: str, runs: int, jobs: str) -> list[tuple[float, float, float, float, int]]:
     results = []
     with tempfile.TemporaryDirectory() as out:
         for _ in range(runs):
-            wall, cpu, mb, _ = timed([sys.executable, str(REPO / "extract.py"), "--input", str(file.parent),
-                                      "--output", out, "--me", me], env={**os.environ, "HIVE_HOME": out})
+            wall, cpu, mb, largest, _ = timed(
+                [sys.executable, str(REPO / "extract.py"), "--input", str(file.parent), "--output", out, "--me", me]
+                + ([] if jobs == "auto" else ["--jobs", jobs]), env={**os.environ, "HIVE_HOME": out})
             n = sum(1 for _ in open(Path(out) / f"{file.stem}.jsonl", encoding="utf-8"))
-            results.append((wall, cpu, mb, n))
+            results.append((wall, cpu, mb, largest, n))
     return results
 
 
-def peer(cmd: list[str], runs: int) -> list[tuple[float, float, float, int]]:
-    return [(wall, cpu, mb, int(out)) for wall, cpu, mb, out in (timed(cmd) for _ in range(runs))]
+def peer(cmd: list[str], runs: int) -> list[tuple[float, float, float, float, int]]:
+    return [(wall, cpu, mb, largest, int(out)) for wall, cpu, mb, largest, out in (timed(cmd) for _ in range(runs))]
 
 
 def main(argv=None) -> int:
@@ -73,6 +112,8 @@ def main(argv=None) -> int:
     p.add_argument("--npm-dir", type=Path, default=Path("/tmp/hive_npm"),
                    help="folder where `npm install whatsapp-chat-parser` was run (skipped when absent)")
     p.add_argument("--skip-whatstk", action="store_true")
+    p.add_argument("--jobs", default="auto",
+                   help="comma-separated extract.py --jobs values to run Hive with (auto: its default)")
     args = p.parse_args(argv)
 
     from chitchat_exports import REFERENCE_SENDER, friend_name, write_single
@@ -83,7 +124,9 @@ def main(argv=None) -> int:
     lines = sum(1 for _ in open(args.input, encoding="utf-8"))
     print(f"input: {args.input} ({lines:,} lines, {args.input.stat().st_size / 1e6:.0f} MB)", flush=True)
 
-    results = {"hive extract.py": bench_hive(args.input, friend_name(REFERENCE_SENDER), args.runs)}
+    load_before = os.getloadavg()
+    results = {f"hive extract.py --jobs {jobs}": bench_hive(args.input, friend_name(REFERENCE_SENDER), args.runs, jobs)
+               for jobs in args.jobs.split(",")}
     if not args.skip_whatstk:
         results["whatstk (PyPI)"] = peer([sys.executable, "-c", WHATSTK, str(args.input)], args.peer_runs)
     module = args.npm_dir / "node_modules" / "whatsapp-chat-parser"
@@ -93,12 +136,17 @@ def main(argv=None) -> int:
     else:
         print(f"whatsapp-chat-parser skipped: run `npm install whatsapp-chat-parser` in {args.npm_dir}")
 
-    print(f"\n{'tool':<28}{'wall s':>9}{'CPU s':>8}{'peak RSS MB':>13}{'messages':>12}   (median of runs)")
+    load_after = os.getloadavg()
+    print(f"\n{'tool':<32}{'wall s':>8}{'CPU s':>8}{'RSS MB all':>12}{'largest':>9}{'messages':>12}   (median of runs;"
+          f" RSS: max of runs)")
     for name, runs in results.items():
-        print(f"{name:<28}{statistics.median(r[0] for r in runs):>9.2f}{statistics.median(r[1] for r in runs):>8.2f}"
-              f"{max(r[2] for r in runs):>13.0f}{runs[0][3]:>12,}")
-    print(json.dumps({name: [dict(zip(("wall_s", "cpu_s", "peak_rss_mb", "messages"), r)) for r in runs]
-                      for name, runs in results.items()}))
+        print(f"{name:<32}{statistics.median(r[0] for r in runs):>8.2f}{statistics.median(r[1] for r in runs):>8.2f}"
+              f"{max(r[2] for r in runs):>12.0f}{max(r[3] for r in runs):>9.0f}{runs[0][4]:>12,}")
+    print("load average (1, 5, 15 min): before " + " ".join(f"{x:.2f}" for x in load_before)
+          + ", after " + " ".join(f"{x:.2f}" for x in load_after) + f"; {os.cpu_count()} CPUs")
+    print(json.dumps({"load_before": load_before, "load_after": load_after, "runs": {
+        name: [dict(zip(("wall_s", "cpu_s", "peak_rss_mb", "largest_rss_mb", "messages"), r)) for r in runs]
+        for name, runs in results.items()}}))
     return 0
 
 

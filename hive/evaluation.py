@@ -56,8 +56,17 @@ class Likelihood:
         return math.exp(self.nll)
 
 
+def spread(items: list, n: int | None) -> list:
+    """n items evenly spaced over `items`, in order: consecutive samples share a session (and most of their context),
+    so the first n would cover only a few conversations."""
+    if n is None or n >= len(items):
+        return list(items)
+    return [items[i * len(items) // n] for i in range(n)]
+
+
 def load_samples(path: Path, limit: int | None) -> list[list[dict]]:
-    """The conversations of a {"messages": [...]} JSONL file whose last turn is an assistant reply."""
+    """`limit` conversations (spread over the file) of a {"messages": [...]} JSONL file whose last turn is an
+    assistant reply."""
     if not path.exists():
         raise missing_input(path, "convert.py", "validation file")
     samples = []
@@ -66,11 +75,9 @@ def load_samples(path: Path, limit: int | None) -> list[list[dict]]:
         if not messages or messages[-1].get("role") != "assistant" or len(messages) < 2:
             raise HiveError(f"{path}:{n}: expected {{\"messages\": [..., assistant]}}; check it with validate_dataset.py")
         samples.append(messages)
-        if limit is not None and len(samples) >= limit:
-            break
     if not samples:
         raise HiveError(f"{path} has no samples; re-run convert.py with a larger convert.validation_fraction")
-    return samples
+    return spread(samples, limit)
 
 
 def words(text: str) -> list[str]:
@@ -116,7 +123,7 @@ def load_run_model(run: Run, load_in_4bit: bool = False):
 
     kwargs: dict = {"dtype": torch.float32}
     if torch.cuda.is_available():
-        kwargs = {"dtype": torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16, "device_map": {"": 0}}
+        kwargs = {"dtype": torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16, "device_map": {"": 0}}
         if load_in_4bit:
             from transformers import BitsAndBytesConfig
 
@@ -277,7 +284,7 @@ def evaluate_run(run: Run, data: Path, cfg: Config) -> EvalResult:
     with model.disable_adapter():
         base = reply_nll(model, encoded, tokenizer.pad_token_id, batch, "likelihood, base")
 
-    contexts = samples[: cfg.evaluate.style_samples]
+    contexts = spread(samples, cfg.evaluate.style_samples)
     real = [s[-1]["content"] for s in contexts]
     generated = {"tuned": generate_replies(model, tokenizer, contexts, cfg, max_len, "replies, fine-tune")}
     with model.disable_adapter():
@@ -288,7 +295,7 @@ def evaluate_run(run: Run, data: Path, cfg: Config) -> EvalResult:
     style = {name: style_metrics(texts, vocabulary) for name, texts in replies.items()}
     examples = [
         {"context": c[:-1], "real": r, "base": b, "tuned": t}
-        for c, r, b, t in list(zip(contexts, real, generated["base"], generated["tuned"]))[: cfg.evaluate.examples]
+        for c, r, b, t in spread(list(zip(contexts, real, generated["base"], generated["tuned"])), cfg.evaluate.examples)
     ]
     result = EvalResult(run.folder, data, run.base_model, base, tuned, style, examples, replies, time.time() - started)
     write_outputs(result, cfg)

@@ -259,7 +259,6 @@ def export_run(run: chat.Run, cfg, name: str, formats: list[str], quantizations:
     note = check_improvement(run, cfg.export.require_improvement)
     if note:
         result.notes.append(note)
-        print(note, flush=True)
 
     num_ctx = run.max_seq_length or cfg.model.max_seq_length
     template, stops = "", []
@@ -356,12 +355,14 @@ def _build(run: chat.Run, cfg, name: str, formats: list[str], quantizations: lis
     if not (needs_merge or needs_base):
         return built
     from peft import PeftModel
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(run.adapter)
     print(f"loading {run.base_model} and the adapter ...", flush=True)
-    base = models.load_model(run.base_model, dtype=torch.float32)
-    dtype = torch.bfloat16 if base.config.dtype == torch.bfloat16 else torch.float16
+    base = models.load_model(run.base_model, dtype=torch.float32)  # merging happens in fp32
+    # Keep a bf16 model in bf16 (fp16 could overflow); anything else is saved as fp16.
+    trained_dtype = str(AutoConfig.from_pretrained(models.hf_location(run.base_model)).dtype)
+    dtype = torch.bfloat16 if trained_dtype.endswith("bfloat16") else torch.float16
     if needs_base:
         started, base_dir = time.time(), work / ".base"  # the base as a local folder: the hub id may be all we have
         base.to(dtype).save_pretrained(base_dir)
@@ -373,7 +374,7 @@ def _build(run: chat.Run, cfg, name: str, formats: list[str], quantizations: lis
         adapter_started = time.time()
         write_lora_gguf(run.adapter, base_config, adapter_gguf)
         shutil.rmtree(base_dir)
-        add(f"lora_gguf base {q}", base_gguf, adapter_started - started)
+        add(f"lora_gguf base {q}", base_gguf, adapter_started - started).check = "with the adapter, below"
         add("lora_gguf adapter", adapter_gguf, time.time() - adapter_started, lambda a: _verify_gguf(
             a, base_gguf, cfg, ctx, template, stops, system, lora=adapter_gguf))
     if not needs_merge:

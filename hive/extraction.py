@@ -7,7 +7,6 @@ needs one extra read of every file before writing. A large .txt export is cut at
 per core, read by forked processes (see _on_pieces); the output is the same byte for byte.
 """
 
-import collections
 import contextlib
 import multiprocessing
 import os
@@ -15,7 +14,7 @@ import re
 import sys
 import tempfile
 import zipfile
-from collections import Counter
+from collections import Counter, deque
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from json.encoder import encode_basestring as _json_str
@@ -169,7 +168,7 @@ def _survey(source: Source, date_order: str, jobs: int) -> tuple[whatsapp.Format
 
 def _count(lines, fmt: whatsapp.Format) -> whatsapp.ParseStats:
     stats = whatsapp.ParseStats()
-    collections.deque(whatsapp.iter_messages(lines, fmt, stats), maxlen=0)
+    deque(whatsapp.iter_messages(lines, fmt, stats), maxlen=0)
     return stats
 
 
@@ -228,7 +227,7 @@ def _piece(work: Callable, path: Path, piece: tuple, part_paths: list, args: tup
 
 
 def _part_path(folder: Path) -> str:
-    # beside the output: the same file system, and removed with it if something goes wrong
+    # beside the output, on its file system; _on_pieces removes it, whatever happens
     fd, path = tempfile.mkstemp(prefix=".part.", suffix=".tmp", dir=folder)
     os.close(fd)
     return path
@@ -351,7 +350,7 @@ def _write_messages(lines, f, txt, fmt, chat_json: str, me: set, redactor: Redac
             text = redact(text)
         if pseudonyms is not None:
             text = pseudonyms.text(text)
-        write(prefix + kind_json[kind] + _json_str(text) + "}\n")
+        write(f"{prefix}{kind_json[kind]}{_json_str(text)}}}\n")     # one allocation, where + makes three
     return stats, mine
 
 
@@ -409,6 +408,8 @@ def run(cfg: Config, progress: bool = True, jobs: Optional[int] = None) -> Extra
         raise HiveError(f"no WhatsApp exports in {raw}: export a chat in WhatsApp (chat > More > Export chat) and "
                         f"put the .txt or .zip there (any sub-folder), or pass --input DIR")
     x = cfg.extract
+    if jobs is not None and jobs < 1:
+        raise HiveError(f"--jobs {jobs}: give 1 or more processes per file")
     jobs = _jobs(jobs)
     reports, usable = _check_sources(raw)
 

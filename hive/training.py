@@ -81,7 +81,8 @@ def make_plan(cfg: Config) -> Plan:
     if load_in_4bit and backend == "transformers" and not has_bnb:
         raise HiveError("model.load_in_4bit needs bitsandbytes: pip install bitsandbytes, or --set model.load_in_4bit=false")
     if cuda:
-        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        # including_emulation=False: torch reports bf16 on a T4 (Kaggle) because it can emulate it, slowly
+        precision = "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
     else:
         precision = "fp32"
     optim = t.optim
@@ -493,7 +494,10 @@ def train(cfg: Config, run: str | None = None, resume: str | None = None, callba
     tokens = round((state.epoch - start_epoch) * train_data.tokens)
     eval_loss = None
     if val_data and not interrupted:
-        eval_loss = trainer.evaluate()["eval_loss"]
+        evals = [e for e in state.log_history if "eval_loss" in e]
+        # the final validation loss; evaluated again only when the last step was not an evaluation step
+        done = evals and evals[-1]["step"] == state.global_step
+        eval_loss = evals[-1]["eval_loss"] if done else trainer.evaluate()["eval_loss"]
     final_dir = run_dir / "final_model"
     if not interrupted:
         trainer.save_model(str(final_dir))

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from hive.errors import HiveError
-from hive.evaluation import load_samples, style_metrics, words
+from hive.evaluation import load_samples, spread, style_metrics, words
 from tests.conftest import FIXTURES
 
 HELDOUT = FIXTURES / "heldout.jsonl"
@@ -30,13 +30,18 @@ def test_words_keep_apostrophes_and_skip_emoji_and_punctuation():
     assert words("I'm SO done... 😂 don't-care") == ["i'm", "so", "done", "don't", "care"]
 
 
+def test_spread_picks_evenly_in_order():
+    assert spread(list(range(10)), 3) == [0, 3, 6]
+    assert spread([1, 2], 5) == [1, 2] and spread([1, 2], None) == [1, 2]
+
+
 def test_style_metrics_of_nothing_is_zero_not_a_crash():
     assert set(style_metrics([], set()).values()) == {0.0}
 
 
 def test_load_samples_limit_and_errors(tmp_path):
     assert len(load_samples(HELDOUT, None)) == 5
-    assert [s[-1]["content"] for s in load_samples(HELDOUT, 2)] == ["yeah!! be there at 8 😂", "i know i know\nstarting now"]
+    assert [s[-1]["content"] for s in load_samples(HELDOUT, 2)] == ["yeah!! be there at 8 😂", "honestly the tacos are mid but the salsa is amazing"]
     with pytest.raises(HiveError, match="convert.py"):
         load_samples(tmp_path / "none.val.jsonl", None)
     bad = tmp_path / "bad.jsonl"

@@ -241,6 +241,20 @@ def test_exporting_again_replaces_the_export(exported):
     assert [p.name for p in exported.folder.parent.iterdir()] == ["sam"]
 
 
+@pytest.mark.slow
+def test_q8_0_without_llama_cpp_comes_from_the_converter(smollm2_dir, tmp_path, monkeypatch):
+    import gguf
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    out = tmp_path / "gguf"
+    out.mkdir()
+    [(quant, path, _)] = export._gguf_files(Path(smollm2_dir), "m", ["q8_0"], out)
+    assert (quant, path.name) == ("q8_0", "m-q8_0.gguf")
+    assert [p.name for p in out.iterdir()] == ["m-q8_0.gguf"]  # no f16 intermediate
+    types = {t.tensor_type.name for t in gguf.GGUFReader(path).tensors}
+    assert "Q8_0" in types and "F16" not in types
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="merged_4bit needs CUDA")
 def test_merged_4bit_on_cuda(smollm2_dir, tmp_path):

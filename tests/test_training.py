@@ -56,7 +56,7 @@ def tiny_settings(root, model, **extra):
         "paths.final": str(root / "data" / "personality.jsonl"), "paths.outputs": str(root / "outputs"),
         "model.base_model": str(model), "model.max_seq_length": 128, "training.per_device_train_batch_size": 4,
         "training.learning_rate": 2e-3, "training.warmup_steps": 0, "training.logging_steps": 1,
-        "training.eval_steps": 3, "training.save_steps": 3, "training.save_total_limit": 2, **extra,
+        "training.eval_steps": 2, "training.save_steps": 2, "training.save_total_limit": 2, **extra,
     }
 
 
@@ -207,11 +207,11 @@ def test_padding_free_rows_keep_samples_apart(smollm2_dir):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, smollm2_dir):
-    """6 optimizer steps of the bundled model on 16 samples (batch 4), validation every 3 steps."""
+    """One epoch, 4 optimizer steps, of the bundled model on 16 samples (batch 4); validation every 2 steps."""
     root = tmp_path_factory.mktemp("train")
     write_samples(root / "data" / "personality.jsonl", 16, system="You are Sam.", context=True)
     write_samples(root / "data" / "personality.val.jsonl", 2)
-    cfg = load_config(None, tiny_settings(root, smollm2_dir, **{"training.max_steps": 6}))
+    cfg = load_config(None, tiny_settings(root, smollm2_dir, **{"training.max_steps": 4}))
     return root, training.train(cfg, run="t")
 
 
@@ -221,22 +221,22 @@ def test_training_lowers_the_loss_and_writes_every_output(trained):
     run_dir = root / "outputs" / "t"
     info = json.loads((run_dir / "run.json").read_text())
     losses = [loss for _, loss in info["losses"]]
-    assert len(losses) == 6 and all(math.isfinite(x) for x in losses)
+    assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
     assert losses[-1] < losses[0] * 0.8, losses
-    assert [step for step, _ in info["eval_losses"]] == [3, 6] and info["eval_loss"] is not None
-    assert info["steps"] == 6 and info["backend"] == "transformers" and info["precision"] == "fp32"
+    assert [step for step, _ in info["eval_losses"]] == [2, 4] and info["eval_loss"] == info["eval_losses"][-1][1]
+    assert info["steps"] == 4 and info["backend"] == "transformers" and info["precision"] == "fp32"
     assert info["system_prompt"] == "You are Sam." and info["end_of_turn"] == "<|im_end|>"
     assert info["data"]["train"]["samples"] == 16 and len(info["data"]["train"]["sha256"]) == 64
     assert info["data"]["validation"]["samples"] == 2
-    assert info["tokens_seen"] == round(1.5 * info["data"]["train"]["tokens"])
+    assert info["tokens_seen"] == info["data"]["train"]["tokens"]  # one epoch
     assert {"torch", "transformers", "peft", "trl"} <= set(info["versions"])
     final = run_dir / "final_model"
     assert (final / "adapter_model.safetensors").is_file() and (final / "chat_template.jinja").is_file()
-    assert sorted(p.name for p in training.checkpoints(run_dir)) == ["checkpoint-3", "checkpoint-6"]
+    assert [p.name for p in training.checkpoints(run_dir)] == ["checkpoint-2", "checkpoint-4"]
     assert (run_dir / "loss.png").read_bytes()[:4] == b"\x89PNG"
-    assert load_config(run_dir / "config.yaml").training.max_steps == 6
+    assert load_config(run_dir / "config.yaml").training.max_steps == 4
     log = [json.loads(line) for line in (run_dir / "trainer_log.jsonl").read_text().splitlines()]
-    assert sum("loss" in e for e in log) == 6 and sum("eval_loss" in e for e in log) == 2
+    assert sum("loss" in e for e in log) == 4 and sum("eval_loss" in e for e in log) == 2
 
 
 @pytest.mark.slow
@@ -262,14 +262,14 @@ def test_the_adapter_reloads_and_generates(trained, smollm2_dir):
 def test_resume_continues_from_the_saved_step(trained, smollm2_dir, capsys):
     root, _ = trained
     shutil.copytree(root / "outputs" / "t", root / "outputs" / "r")  # leave the fixture's run as it was
-    sets = tiny_settings(root, smollm2_dir, **{"training.max_steps": 8})
+    sets = tiny_settings(root, smollm2_dir, **{"training.max_steps": 6})
     argv = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")] + ["--run", "r", "--resume"]
     assert train.main(argv) == 0
     out = capsys.readouterr().out
     info = json.loads((root / "outputs" / "r" / "run.json").read_text())
-    assert info["resumed_from"].endswith("checkpoint-6") and info["steps"] == 8
-    assert [step for step, _ in info["losses"]] == list(range(1, 9))  # the checkpoint's log history continues
-    assert info["tokens_seen"] == round(0.5 * info["data"]["train"]["tokens"])  # epochs 1.5 -> 2.0 this session
+    assert info["resumed_from"].endswith("checkpoint-4") and info["steps"] == 6
+    assert [step for step, _ in info["losses"]] == list(range(1, 7))  # the checkpoint's log history continues
+    assert info["tokens_seen"] == round(0.5 * info["data"]["train"]["tokens"])  # epochs 1.0 -> 1.5 this session
     assert "effective batch 4 samples per optimizer step" in out
     assert f"python evaluate.py --run {root / 'outputs' / 'r'}" in out
 
