@@ -82,6 +82,7 @@ def main(argv=None) -> int:
     p.add_argument("--heldout", type=float, default=0.08, help="share of chats held out (default 0.08)")
     p.add_argument("--eval-samples", type=int, default=200, help="held-out replies scored (default 200)")
     p.add_argument("--style-samples", type=int, default=50, help="held-out contexts replied to (default 50)")
+    p.add_argument("--eval-batch", type=int, default=8, help="evaluate.batch_size (default 8; 50 on a GPU)")
     args = p.parse_args(argv)
     started = time.time()
     work = args.work.resolve()
@@ -102,7 +103,8 @@ def main(argv=None) -> int:
               "--set", "training.gradient_accumulation_steps=1", "--set", "training.gradient_checkpointing=false",
               "--set", "training.logging_steps=10", "--set", "training.save_steps=100000")
         stage(work, "evaluate.py", "--run", str(work / "outputs" / mode), "--data", str(heldout), *common,
-              "--max-samples", str(args.eval_samples), "--set", f"evaluate.style_samples={args.style_samples}")
+              "--max-samples", str(args.eval_samples), "--set", f"evaluate.style_samples={args.style_samples}",
+              "--set", f"evaluate.batch_size={args.eval_batch}")
     report = table(work, args.steps, args.batch)
     (work / "bench_quality.md").write_text(report + "\n", encoding="utf-8")
     print(f"\n{report}\n\nbench_quality: {time.time() - started:.0f} s; table in {work / 'bench_quality.md'}")
