@@ -262,7 +262,7 @@ stage("validate_dataset.py")
 # With two or more GPUs the run is data-parallel: `accelerate launch` starts one process per GPU, each with its own
 # copy of the model, and the gradients are averaged (DDP), so the effective batch is batch x accumulation x GPUs
 # (train.py prints it). Unsloth 2026.10 trains data-parallel this way (one model per GPU), and it is the faster
-# choice: measured 1.87x on two GPUs against 1.67x for transformers + PEFT; without Unsloth, transformers + PEFT
+# choice: on two H100s it sped up 1.87x over one GPU, transformers + PEFT 1.67x. Without Unsloth, transformers + PEFT
 # run the same way. T4s have no bf16, so training runs in fp16.
 #
 # Checkpoints are saved every `training.save_steps` optimizer steps into `/kaggle/working/outputs/<RUN_NAME>/`.
@@ -271,9 +271,18 @@ stage("validate_dataset.py")
 # %%
 run_dir = WORKING / "outputs" / RUN_NAME
 checkpoints = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-has_unsloth = GPUS > 0 and importlib.util.find_spec("unsloth") is not None
-print(f"backend: {'Unsloth' if has_unsloth else 'transformers + PEFT'}"
-      f"{'' if has_unsloth else (' (Unsloth is not installed)' if GPUS else ' (no GPU)')}")
+if not GPUS:
+    backend, why = "transformers", "no GPU"
+elif importlib.util.find_spec("unsloth") is None:
+    backend, why = "transformers", "Unsloth is not installed"
+# Unsloth can install and still fail to import against the image's torch build: try it in a separate process.
+elif run([sys.executable, "-c", "import unsloth"], check=False):
+    backend, why = "transformers", "Unsloth does not import here (see above)"
+else:
+    backend, why = "unsloth", "faster and leaner than transformers + PEFT, and it trains data-parallel"
+print(f"backend: {backend} ({why})")
+if not any(setting.startswith("training.backend=") for setting in SETTINGS):
+    OVERRIDES.append(f"training.backend={backend}")
 if GPUS >= 2:
     print(f"data-parallel on {GPUS} GPUs (accelerate launch, one process per GPU)")
     launcher = (sys.executable, "-m", "accelerate.commands.launch",

@@ -2,6 +2,9 @@
 .ipynb that Kaggle imports. Regenerate after editing the .py:
 
     python -m hive.notebook            # writes kaggle_training_notebook.ipynb beside the .py
+
+Only the subset of the format that the notebook uses (`# %%` and `# %% [markdown]` cells, an optional header); its
+cells come out as jupytext 1.19 reads them, so Jupyter with jupytext opens the .py as the same notebook.
 """
 
 import json
