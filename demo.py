@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parent
 CONFIG = REPO / "samples" / "demo_config.yaml"
 MARKER = ".hive-demo"  # only a folder holding this file (or none at all) is emptied
 PROMPT = "hey! how was your weekend?"
-QUICK = ["training.max_steps=3", "evaluate.max_samples=8", "evaluate.style_samples=2", "evaluate.examples=1",
-         "generation.max_new_tokens=12"]
+# generation.max_new_tokens stays: export_model.py's check wants the reply to end within it
+QUICK = ["training.max_steps=3", "evaluate.max_samples=8", "evaluate.style_samples=2", "evaluate.examples=1"]
 STAGES = [  # (name, script, arguments); {gguf} is filled in once export_model.py has written it
     ("extract", "extract.py", []),
     ("convert", "convert.py", []),

@@ -34,7 +34,7 @@ STYLE_METRICS = {  # key -> (label, how to read it)
     "punctuation_per_word": ("punctuation per word", "punctuation marks / words"),
     "emoji_share": ("has emoji", "share of replies with at least one emoji"),
     "question_share": ("asks a question", "share of replies containing '?'"),
-    "vocab_overlap": ("my vocabulary", "share of words that also occur in my training replies"),
+    "vocab_overlap": ("my words", "share of words that also occur in my real replies to these contexts (1 for me)"),
     "multiline_share": ("multi-line", "share of replies with a line break"),
 }
 
@@ -85,7 +85,7 @@ def words(text: str) -> list[str]:
 
 
 def style_metrics(replies: list[str], vocabulary: set[str]) -> dict[str, float]:
-    """The STYLE_METRICS of a list of replies; `vocabulary` is the set of words I use (lowercased)."""
+    """The STYLE_METRICS of a list of replies; `vocabulary` is the set of (lowercased) words to overlap with."""
     n = max(len(replies), 1)
     tokens = [words(r) for r in replies]
     all_words = [w for t in tokens for w in t]
@@ -101,14 +101,6 @@ def style_metrics(replies: list[str], vocabulary: set[str]) -> dict[str, float]:
         "vocab_overlap": sum(w in vocabulary for w in all_words) / max(len(all_words), 1),
         "multiline_share": sum("\n" in r.strip() for r in replies) / n,
     }
-
-
-def my_vocabulary(training_file: Path, fallback: list[str]) -> set[str]:
-    """Every word of my replies in the run's training file; the held-out replies themselves if it is missing."""
-    texts = fallback
-    if training_file.exists():
-        texts = [row["messages"][-1]["content"] for row in read_jsonl(training_file)]
-    return {w for t in texts for w in words(t)}
 
 
 # ---------------------------------------------------------------- models
@@ -289,8 +281,7 @@ def evaluate_run(run: Run, data: Path, cfg: Config) -> EvalResult:
     generated = {"tuned": generate_replies(model, tokenizer, contexts, cfg, max_len, "replies, fine-tune")}
     with model.disable_adapter():
         generated["base"] = generate_replies(model, tokenizer, contexts, cfg, max_len, "replies, base")
-    train_file = ((info.get("data") or {}).get("train") or {}).get("path")
-    vocabulary = my_vocabulary(Path(train_file) if train_file else cfg.path("final"), real)
+    vocabulary = {w for r in real for w in words(r)}
     replies = {"real": real, "base": generated["base"], "tuned": generated["tuned"]}
     style = {name: style_metrics(texts, vocabulary) for name, texts in replies.items()}
     examples = [

@@ -31,8 +31,8 @@ SUMMARY_NAME = "_summary.json"
 # core saves (a 1M-line export is about 80 MB).
 PARALLEL_MIN_BYTES = 8 * 2**20
 MAX_JOBS = 4
-# Outputs are written through a buffer this large: with the default 8 KB, the write(2) calls alone cost about 1/30
-# of the stage (a 1M-line export makes 160 MB of JSONL).
+# Outputs are written through a buffer this large: with the default 8 KB, the write(2) calls for the 160 MB of JSONL
+# of a 1M-line export cost 0.1-0.3 s of CPU (of about 3.5 s).
 _WRITE_BUFFER = 2**20
 _SET_ME = 'pass --me "Your Name" (repeatable) or set extract.me in training_config.yaml'
 # The other person of a 1:1 chat, from the export's own file name (English app language).

@@ -82,6 +82,9 @@ def test_pieces_give_the_bytes_of_one_process(tmp_path, parallel, jobs, ambiguou
     raw.mkdir()
     (raw / "WhatsApp Chat with Priya.txt").write_text(chat_text(1500, jobs, ambiguous), encoding="utf-8")
     (raw / "small.txt").write_text("14/03/2024, 22:42 - Sam: hi\n14/03/2024, 22:43 - Omar: hey\n")
+    fmt = whatsapp.parse_export(chat_text(1500, jobs, ambiguous)).format
+    with open(raw / "WhatsApp Chat with Priya.txt", "rb") as f:
+        assert len(whatsapp.message_starts(f, fmt, jobs)) == jobs - 1        # really cut
     one = extract(raw, tmp_path / "one", 1, **settings)
     many = extract(raw, tmp_path / "many", jobs, **settings)
     assert outputs(tmp_path / "many") == outputs(tmp_path / "one")
