@@ -97,7 +97,7 @@ def _gguf_as_hf_folder(gguf: Path) -> Path:
     return target
 
 
-def _hub_error(name: str, error: Exception) -> HiveError:
+def hub_error(name: str, error: Exception) -> HiveError:
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return HiveError(
         f"could not load model {name!r} from the Hugging Face Hub ({first}); check the name and your internet "
@@ -112,7 +112,7 @@ def load_tokenizer(name: str):
     try:
         return AutoTokenizer.from_pretrained(location)
     except OSError as e:
-        raise _hub_error(name, e) from None
+        raise hub_error(name, e) from None
 
 
 def load_model(name: str, **kwargs):
@@ -123,4 +123,4 @@ def load_model(name: str, **kwargs):
     try:
         return AutoModelForCausalLM.from_pretrained(location, **kwargs)
     except OSError as e:
-        raise _hub_error(name, e) from None
+        raise hub_error(name, e) from None

@@ -229,7 +229,7 @@ def load(cfg: Config, plan: Plan):
         except (OSError, RuntimeError, ValueError) as e:
             if source.kind != "hub":
                 raise
-            raise models._hub_error(cfg.model.base_model, e) from None
+            raise models.hub_error(cfg.model.base_model, e) from None
         model = FastLanguageModel.get_peft_model(
             model, r=lora.r, lora_alpha=lora.lora_alpha, lora_dropout=lora.lora_dropout,
             target_modules=lora.target_modules, bias=lora.bias, random_state=cfg.training.seed,
