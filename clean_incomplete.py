@@ -13,8 +13,6 @@ from collections import Counter
 from hive import cli
 from hive.checks import clean_file
 
-SHOWN = 20
-
 
 def main(argv=None) -> int:
     parser = cli.make_parser(__doc__)
@@ -25,9 +23,7 @@ def main(argv=None) -> int:
     path = cfg.path("final")
     print(f"clean: settings\n  input: {path}\n  dry run: {args.dry_run}", flush=True)
     report = clean_file(path, args.dry_run)
-    if report.dropped:
-        print(f"\ndropped ({len(report.dropped):,}{', first ' + str(SHOWN) if len(report.dropped) > SHOWN else ''}):")
-        print("\n".join(f"  line {p.line}: {p.kind}" for p in report.dropped[:SHOWN]))
+    cli.print_list("dropped", [f"line {p.line}: {p.kind}" for p in report.dropped])
     written = "nothing to drop" if not report.dropped else "not written (dry run)" if args.dry_run else f"{path} (original: {path}.bak)"
     rows = {"lines": report.lines, "kept": report.kept, "dropped": len(report.dropped),
             **{f"dropped: {k}": n for k, n in sorted(Counter(p.kind for p in report.dropped).items())}, "file": written}

@@ -15,8 +15,6 @@ from collections import Counter
 from hive import cli
 from hive.checks import fix_file
 
-SHOWN = 20
-
 
 def main(argv=None) -> int:
     parser = cli.make_parser(__doc__)
@@ -31,9 +29,7 @@ def main(argv=None) -> int:
     for title, rows in (("repaired", [f"line {n}: {'; '.join(rs)}" for n, rs in report.fixed.items()]),
                         ("dropped", [f"line {p.line}: {p.detail}" for p in report.dropped]),
                         ("still invalid (kept; validate_dataset.py / clean_incomplete.py)", [str(p) for p in report.remaining])):
-        if rows:
-            print(f"\n{title} ({len(rows):,}{', first ' + str(SHOWN) if len(rows) > SHOWN else ''}):")
-            print("\n".join(f"  {row}" for row in rows[:SHOWN]))
+        cli.print_list(title, rows)
     written = "nothing to repair" if not report.changed else "not written (dry run)" if args.dry_run else f"{path} (original: {path}.bak)"
     rows = {"lines": report.lines, "lines repaired": len(report.fixed), "lines dropped": len(report.dropped),
             "samples written": len(report.out), "problems left": len(report.remaining),

@@ -15,8 +15,6 @@ from hive import cli
 from hive.checks import validate
 from hive.tokens import ESTIMATE, load_counter
 
-SHOWN = 20  # problems listed by line; the counts by kind cover the rest
-
 
 def main(argv=None) -> int:
     parser = cli.make_parser(__doc__)
@@ -35,9 +33,7 @@ def main(argv=None) -> int:
     for sample in report.samples[: args.sample]:
         print("\n" + "\n".join(f"  {m['role']:>9}: {json.dumps(m['content'], ensure_ascii=False)[:200]}" for m in sample))
     for title, found in (("duplicates", report.warnings), ("problems", report.problems)):
-        if found:
-            print(f"\n{title} (first {min(SHOWN, len(found))} of {len(found):,}):")
-            print("\n".join(f"  {p}" for p in found[:SHOWN]))
+        cli.print_list(title, [str(p) for p in found])
     cli.print_summary("validate", {**report.stats(), "verdict": report.verdict()},
                       None if report.problems else "python train.py", started)
     return 1 if report.problems or not report.samples else 0

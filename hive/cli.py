@@ -54,6 +54,14 @@ def print_summary(stage: str, rows: dict[str, Any], next_command: str | None = N
         print(f"\nnext: {next_command}")
 
 
+def print_list(title: str, rows: Sequence[str], limit: int = 20) -> None:
+    """A titled list of at most `limit` rows (the title says when more were left out)."""
+    if rows:
+        more = f", first {limit}" if len(rows) > limit else ""
+        print(f"\n{title} ({len(rows):,}{more}):")
+        print("\n".join(f"  {row}" for row in rows[:limit]))
+
+
 def run(main: Callable[[], int]) -> int:
     """Call a stage's main(); user errors become `error: ...` on stderr and their exit code."""
     try:
