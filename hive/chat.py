@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 
 import yaml
 
+from hive import models
 from hive.errors import HiveError, missing_input
 
 TEST_MESSAGE = "hey, are we still on for tonight?"
@@ -184,7 +185,9 @@ class Clone:
 def _torch_settings():
     import torch
 
-    return ("cuda", torch.bfloat16) if torch.cuda.is_available() else ("cpu", torch.float32)
+    if not torch.cuda.is_available():
+        return "cpu", torch.float32
+    return "cuda", torch.bfloat16 if models.cuda_half_precision() == "bf16" else torch.float16
 
 
 def transformers_clone(model_dir: Path, gen, context_length: int, system_prompt: str | None,
@@ -192,8 +195,6 @@ def transformers_clone(model_dir: Path, gen, context_length: int, system_prompt:
     """A merged model folder, or an adapter folder on top of `base_model` (hive.models names)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from hive import models
 
     device, dtype = _torch_settings()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

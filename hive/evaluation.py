@@ -115,7 +115,7 @@ def load_run_model(run: Run, load_in_4bit: bool = False):
 
     kwargs: dict = {"dtype": torch.float32}
     if torch.cuda.is_available():
-        kwargs = {"dtype": torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16, "device_map": {"": 0}}
+        kwargs = {"dtype": torch.bfloat16 if models.cuda_half_precision() == "bf16" else torch.float16, "device_map": {"": 0}}
         if load_in_4bit:
             from transformers import BitsAndBytesConfig
 

@@ -97,6 +97,14 @@ def _gguf_as_hf_folder(gguf: Path) -> Path:
     return target
 
 
+def cuda_half_precision() -> str:
+    """"bf16" where the GPU computes it natively, else "fp16" (a T4): torch reports bf16 on a T4 because it can
+    emulate it, slowly, so emulation does not count."""
+    import torch
+
+    return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
+
+
 def hub_error(name: str, error: Exception) -> HiveError:
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return HiveError(

@@ -81,8 +81,7 @@ def make_plan(cfg: Config) -> Plan:
     if load_in_4bit and backend == "transformers" and not has_bnb:
         raise HiveError("model.load_in_4bit needs bitsandbytes: pip install bitsandbytes, or --set model.load_in_4bit=false")
     if cuda:
-        # including_emulation=False: torch reports bf16 on a T4 (Kaggle) because it can emulate it, slowly
-        precision = "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
+        precision = models.cuda_half_precision()
     else:
         precision = "fp32"
     optim = t.optim
