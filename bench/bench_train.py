@@ -2,6 +2,7 @@
 
     python bench/bench_train.py --data dataset/final/personality.jsonl --samples 1000 --out bench.json   # CUDA GPU
     python bench/bench_train.py --data FILE --device cpu --tiny                 # check the harness on CPU (minutes)
+    python bench/bench_train.py --data FILE --samples 200 --configs b --profile 2  # where the GPU time of 2 steps goes
 
 Model: Llama-3.2-3B shapes (hidden 3072, intermediate 8192, 28 layers, 24 heads, 8 KV heads, vocab 128256, tied
 embeddings, Llama-3.2 rope) with random weights, since throughput does not depend on weight values and the GPU
@@ -48,6 +49,8 @@ CONFIGS = {
           {"training.backend": "unsloth"}, {}),
     "b32": ("Hive defaults with batch 32 x 1",
             {"training.backend": "unsloth", "training.per_device_train_batch_size": 32}, {}),
+    "b64": ("Hive defaults with batch 64 x 1",
+            {"training.backend": "unsloth", "training.per_device_train_batch_size": 64}, {}),
     "c": ("Hugging Face + PEFT 4-bit (no Unsloth), otherwise Hive defaults",
           {"training.backend": "transformers"}, {}),
 }
@@ -126,10 +129,11 @@ def run_one(name: str, args) -> dict:
     }
     cfg = load_config(REPO / "training_config.yaml", overrides)
     clock = Clock()
+    callbacks = [clock] + ([profiler_callback(args.profile)] if args.profile else [])
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    result = training.train(cfg, run=name, callbacks=[clock], args_extra=CONFIGS[name][2])
+    result = training.train(cfg, run=name, callbacks=callbacks, args_extra=CONFIGS[name][2])
     steps = len(clock.times)
     warm = min(args.warmup_steps, steps - 1)
     tokens = result["data"]["train"]["tokens"]
@@ -149,6 +153,37 @@ def run_one(name: str, args) -> dict:
     }
 
 
+def profiler_callback(steps: int):
+    """Profiles `steps` optimizer steps after the warm-up and prints where the GPU and CPU time went."""
+    import torch
+    from transformers import TrainerCallback
+
+    class Profile(TrainerCallback):
+        def __init__(self):
+            self.prof = None
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 6 and self.prof is None:
+                # GPU kernels only: with CPU events too, summarizing a few steps of a 28-layer model takes minutes
+                self.prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA])
+                self.prof.__enter__()
+                self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.prof is not None and state.global_step == 6 + steps:
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                wall = time.perf_counter() - self.started
+                self.prof.__exit__(None, None, None)
+                averages = self.prof.key_averages()
+                gpu = sum(e.self_device_time_total for e in averages) / 1e6
+                print(f"PROFILE {steps} steps: wall {wall:.2f} s, GPU busy {gpu:.2f} s", flush=True)
+                print(averages.table(sort_by="self_device_time_total", row_limit=20, max_name_column_width=60), flush=True)
+                self.prof = None
+
+    return Profile()
+
+
 def table(rows: list[dict], full_samples: int) -> str:
     out = [f"| config | what | real tok/s (epoch) | real tok/s (after warm-up) | epoch of {full_samples:,} samples | "
            "peak GiB (allocated / reserved) | steps |", "|---|---|---|---|---|---|---|"]
@@ -163,11 +198,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="convert.py output (messages JSONL)")
     parser.add_argument("--samples", type=int, default=1000, help="samples trained per configuration (one epoch)")
-    parser.add_argument("--configs", default="b,a,c,b32", help=f"any of {', '.join(CONFIGS)}")
+    parser.add_argument("--configs", default="b,a,c,b64", help=f"any of {', '.join(CONFIGS)}")
     parser.add_argument("--model-dir", type=Path, default=Path(tempfile.gettempdir()) / "hive-bench-llama3b")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--tiny", action="store_true", help="a 2-layer model (for checking the harness)")
     parser.add_argument("--warmup-steps", type=int, default=5)
+    parser.add_argument("--profile", type=int, default=0, help="profile this many steps after step 6 and print the top kernels")
     parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
     parser.add_argument("--logs", type=Path, help="write each configuration's full output to LOGS/<config>.log")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one configuration in this process
@@ -200,14 +236,17 @@ def main(argv=None) -> int:
     for name in args.configs.split(","):
         cmd = [sys.executable, __file__, "--one", name, "--data", str(data), "--samples", str(args.samples),
                "--model-dir", str(args.model_dir), "--device", args.device, "--warmup-steps", str(args.warmup_steps),
+               "--profile", str(args.profile),
                "--full-tokens", str(sum(lengths))]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if args.logs:
-            args.logs.mkdir(parents=True, exist_ok=True)
-            (args.logs / f"{name}.log").write_text(done.stdout + done.stderr, encoding="utf-8")
-        found = [l for l in done.stdout.splitlines() if l.startswith("BENCH ")]
+        # streamed to the log as it runs, so a run cut short by a time limit still leaves its output
+        log = args.logs / f"{name}.log" if args.logs else Path(tempfile.mkstemp(suffix=f"-{name}.log")[1])
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "w", encoding="utf-8") as f:
+            done = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, text=True)
+        output = log.read_text(encoding="utf-8", errors="replace")
+        found = [l for l in output.splitlines() if l.startswith("BENCH ")]
         if done.returncode or not found:
-            print(f"config {name} failed (exit {done.returncode}):\n{(done.stdout + done.stderr)[-4000:]}", flush=True)
+            print(f"config {name} failed (exit {done.returncode}):\n{output[-4000:]}", flush=True)
             continue
         rows.append(json.loads(found[-1][6:]))
         print(json.dumps(rows[-1]), flush=True)

@@ -210,6 +210,10 @@ def load(cfg: Config, plan: Plan):
     from transformers import set_seed
 
     set_seed(cfg.training.seed)
+    if plan.device == "cuda":
+        # Loading happens before the Trainer selects this process's GPU: whatever a library allocates on "the current
+        # device" meanwhile (a CUDA context, kernel buffers) must go to this rank's GPU, not to GPU 0 for every rank.
+        torch.cuda.set_device(plan.local_rank)
     source = models.resolve_source(cfg.model.base_model)
     location = models.hf_location(cfg.model.base_model)
     dtype = getattr(torch, DTYPE_NAMES[plan.precision])
