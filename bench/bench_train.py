@@ -154,7 +154,8 @@ def run_one(name: str, args) -> dict:
 
 
 def profiler_callback(steps: int):
-    """Profiles `steps` optimizer steps after the warm-up and prints where the GPU and CPU time went."""
+    """Profiles `steps` optimizer steps after the warm-up: GPU-busy time against wall time (launch-bound or not) and
+    the top kernels. The profiled steps run slower, so profile in a separate run from the timed one."""
     import torch
     from transformers import TrainerCallback
 
