@@ -5,6 +5,10 @@ scores both with evaluate.py on the SAME held-out conversations and prints one t
     pip install chitchat-dataset
     python bench/chitchat_exports.py /tmp/chitchat/raw
     nice -n 10 python bench/bench_quality.py /tmp/chitchat/raw --work /tmp/bench_quality --steps 150
+    nice -n 10 python bench/bench_quality.py /tmp/chitchat/raw --compare grouping --batch 16 --steps 80
+
+--compare grouping trains on `reply` samples twice instead, with batches grouped by length (training.group_by_length,
+the default) and with random batches, to show what the faster grouped batches cost in quality.
 
 The held-out file is built in reply mode from chats that neither training set contains (a seeded hash of the chat
 file names picks them): every sample is a real reply of mine to a real context, which is what a clone is for, and
@@ -23,7 +27,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-MODES = ("reply", "sliding")
+# run name -> (convert mode, extra settings)
+COMPARISONS = {
+    "modes": {"reply": ("reply", []), "sliding": ("sliding", [])},
+    "grouping": {"grouped": ("reply", ["--set", "training.group_by_length=true"]),
+                 "random": ("reply", ["--set", "training.group_by_length=false"])},
+}
 
 
 def stage(work: Path, script: str, *args: str) -> None:
@@ -47,10 +56,10 @@ def split_chats(cleaned: Path, train: Path, heldout: Path, fraction: float) -> i
     return n
 
 
-def table(work: Path, steps: int, batch: int) -> str:
-    results = {mode: json.loads((work / "outputs" / mode / "eval.json").read_text()) for mode in MODES}
-    runs = {mode: json.loads((work / "outputs" / mode / "run.json").read_text()) for mode in MODES}
-    first = results[MODES[0]]
+def table(work: Path, steps: int, batch: int, names: dict) -> str:
+    results = {name: json.loads((work / "outputs" / name / "eval.json").read_text()) for name in names}
+    runs = {name: json.loads((work / "outputs" / name / "run.json").read_text()) for name in names}
+    first = results[next(iter(names))]
     lines = [
         f"Held-out: {first['samples']:,} real replies ({first['reply_tokens']:,} tokens) from chats neither run saw; "
         f"{steps} steps x batch {batch} each.", "",
@@ -58,12 +67,13 @@ def table(work: Path, steps: int, batch: int) -> str:
         "|---|---:|---:|---:|---:|---:|",
         f"| base ({first['base_model']}) | - | {first['base_nll']:.3f} | {first['base_perplexity']:.1f} | - | - |",
     ]
-    for mode in MODES:
-        r = results[mode]
-        lines.append(f"| fine-tune, convert.mode={mode} | {runs[mode]['data']['train']['samples']:,} | {r['tuned_nll']:.3f} | "
+    for name, (mode, sets) in names.items():
+        r = results[name]
+        what = f"convert.mode={mode}" + "".join(f", {x}" for x in sets if x != "--set")
+        lines.append(f"| fine-tune, {what} | {runs[name]['data']['train']['samples']:,} | {r['tuned_nll']:.3f} | "
                      f"{r['tuned_perplexity']:.1f} | {-r['nll_reduction']:+.1%} | {r['win_rate']:.0%} |")
     style = {"me (real)": first["style"]["real"], "base": first["style"]["base"],
-             **{f"fine-tune, {m}": results[m]["style"]["tuned"] for m in MODES}}
+             **{f"fine-tune, {name}": results[name]["style"]["tuned"] for name in names}}
     keys = list(first["style"]["real"])
     lines += ["", f"Style of {first['style_samples']} generated replies (same contexts, same sampling seed):", "",
               "| | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
@@ -83,6 +93,8 @@ def main(argv=None) -> int:
     p.add_argument("--eval-samples", type=int, default=200, help="held-out replies scored (default 200)")
     p.add_argument("--style-samples", type=int, default=50, help="held-out contexts replied to (default 50)")
     p.add_argument("--eval-batch", type=int, default=8, help="evaluate.batch_size (default 8; 50 on a GPU)")
+    p.add_argument("--compare", choices=list(COMPARISONS), default="modes",
+                   help="modes: reply vs sliding samples (default); grouping: batches grouped by length vs random")
     args = p.parse_args(argv)
     started = time.time()
     work = args.work.resolve()
@@ -92,20 +104,21 @@ def main(argv=None) -> int:
     held = split_chats(work / "dataset" / "cleaned", work / "chats" / "train", work / "chats" / "heldout", args.heldout)
     print(f"\nbench_quality: {held} chats held out", flush=True)
     no_split = [*common, "--set", "convert.validation_fraction=0"]
-    for mode in MODES:
+    names = COMPARISONS[args.compare]
+    for mode in sorted({mode for mode, _ in names.values()}):
         stage(work, "convert.py", "--input", str(work / "chats" / "train"), "--mode", mode,
               "--output", str(work / mode / "personality.jsonl"), *no_split)
     heldout = work / "heldout" / "personality.jsonl"
     stage(work, "convert.py", "--input", str(work / "chats" / "heldout"), "--mode", "reply", "--output", str(heldout), *no_split)
-    for mode in MODES:
-        stage(work, "train.py", "--data", str(work / mode / "personality.jsonl"), "--run", mode, "--max-steps", str(args.steps),
-              *common, "--set", f"training.per_device_train_batch_size={args.batch}",
+    for name, (mode, sets) in names.items():
+        stage(work, "train.py", "--data", str(work / mode / "personality.jsonl"), "--run", name, "--max-steps", str(args.steps),
+              *common, *sets, "--set", f"training.per_device_train_batch_size={args.batch}",
               "--set", "training.gradient_accumulation_steps=1", "--set", "training.gradient_checkpointing=false",
               "--set", "training.logging_steps=10", "--set", "training.save_steps=100000")
-        stage(work, "evaluate.py", "--run", str(work / "outputs" / mode), "--data", str(heldout), *common,
+        stage(work, "evaluate.py", "--run", str(work / "outputs" / name), "--data", str(heldout), *common,
               "--max-samples", str(args.eval_samples), "--set", f"evaluate.style_samples={args.style_samples}",
               "--set", f"evaluate.batch_size={args.eval_batch}")
-    report = table(work, args.steps, args.batch)
+    report = table(work, args.steps, args.batch, names)
     (work / "bench_quality.md").write_text(report + "\n", encoding="utf-8")
     print(f"\n{report}\n\nbench_quality: {time.time() - started:.0f} s; table in {work / 'bench_quality.md'}")
     return 0

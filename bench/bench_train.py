@@ -42,11 +42,14 @@ SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|en
 # name -> (what it is, config overrides, extra SFTConfig fields)
 CONFIGS = {
     "a": ("original: Unsloth 4-bit, batch 4 x 4, padded, group_by_length, dropout 0.05",
-          {"training.backend": "unsloth", "training.packing": False, "training.per_device_train_batch_size": 4,
-           "training.gradient_accumulation_steps": 4, "lora.lora_dropout": 0.05},
+          {"training.backend": "unsloth", "training.packing": False, "training.group_by_length": False,
+           "training.per_device_train_batch_size": 4, "training.gradient_accumulation_steps": 4,
+           "lora.lora_dropout": 0.05},
           {"train_sampling_strategy": "group_by_length"}),
-    "b": ("Hive defaults: Unsloth 4-bit, padding-free, batch 16 x 1, dropout 0",
+    "b": ("Hive defaults: Unsloth 4-bit, padding-free, grouped by length, batch 16 x 1, dropout 0",
           {"training.backend": "unsloth"}, {}),
+    "b0": ("Hive defaults with random batches (no grouping by length)",
+           {"training.backend": "unsloth", "training.group_by_length": False}, {}),
     "b32": ("Hive defaults with batch 32 x 1",
             {"training.backend": "unsloth", "training.per_device_train_batch_size": 32}, {}),
     "b64": ("Hive defaults with batch 64 x 1",
@@ -108,15 +111,28 @@ def run_one(name: str, args) -> dict:
     from hive.config import load_config
 
     class Clock(TrainerCallback):
-        """Wall time of every optimizer step, so warm-up can be left out."""
+        """Wall time and real (non-pad) tokens of every optimizer step, so warm-up can be left out. Grouped batches
+        differ in size from step to step, so the tokens are counted as the collator builds each batch (the data loader
+        builds one batch ahead, which shifts both ends of a count alike)."""
 
         def __init__(self):
-            self.times = []
+            self.times, self.counts, self.seen = [], [], 0
+
+        def on_train_begin(self, args, state, control, train_dataloader=None, processing_class=None, **kwargs):
+            collate, pad = train_dataloader.collate_fn, processing_class.pad_token_id
+
+            def counting(examples):
+                batch = collate(examples)
+                self.seen += int((batch["input_ids"] != pad).sum())
+                return batch
+
+            train_dataloader.collate_fn = counting
 
         def on_step_end(self, args, state, control, **kwargs):
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             self.times.append(time.perf_counter())
+            self.counts.append(self.seen)
 
     work = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     data = work / "personality.jsonl"  # no .val.jsonl beside it: no evaluation in the timing
@@ -137,9 +153,10 @@ def run_one(name: str, args) -> dict:
     steps = len(clock.times)
     warm = min(args.warmup_steps, steps - 1)
     tokens = result["data"]["train"]["tokens"]
-    # tokens after warm-up, in proportion to the steps (batches are drawn at random, so per-step sizes average out)
     steady_s = clock.times[-1] - clock.times[warm - 1] if warm > 0 else result["train_seconds"]
-    steady_tokens = tokens * (steps - warm) / steps
+    counted = clock.counts[-1] - (clock.counts[warm - 1] if warm > 0 else 0)
+    # the count includes the batch built ahead; without a count (no collate_fn to wrap), in proportion to the steps
+    steady_tokens = min(counted, tokens) if counted else tokens * (steps - warm) / steps
     full_tokens = args.full_tokens or tokens
     return {
         "config": name, "what": CONFIGS[name][0], "backend": result["backend"], "samples": result["data"]["train"]["samples"],
@@ -199,7 +216,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="convert.py output (messages JSONL)")
     parser.add_argument("--samples", type=int, default=1000, help="samples trained per configuration (one epoch)")
-    parser.add_argument("--configs", default="b,a,c,b64", help=f"any of {', '.join(CONFIGS)}")
+    parser.add_argument("--configs", default="b,a,b0,c,b64", help=f"any of {', '.join(CONFIGS)}")
     parser.add_argument("--model-dir", type=Path, default=Path(tempfile.gettempdir()) / "hive-bench-llama3b")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--tiny", action="store_true", help="a 2-layer model (for checking the harness)")

