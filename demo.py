@@ -25,7 +25,8 @@ CONFIG = REPO / "samples" / "demo_config.yaml"
 MARKER = ".hive-demo"  # only a folder holding this file (or none at all) is emptied
 PROMPT = "hey! how was your weekend?"
 # generation.max_new_tokens stays: export_model.py's check wants the reply to end within it
-QUICK = ["training.max_steps=3", "evaluate.max_samples=8", "evaluate.style_samples=2", "evaluate.examples=1"]
+# 8 steps: after 3 or 5 the model can still ramble past max_new_tokens, which export_model.py's check (rightly) refuses
+QUICK = ["training.max_steps=8", "evaluate.max_samples=8", "evaluate.style_samples=2", "evaluate.examples=1"]
 STAGES = [  # (name, script, arguments); {gguf} is filled in once export_model.py has written it
     ("extract", "extract.py", []),
     ("convert", "convert.py", []),
@@ -76,7 +77,7 @@ def exported_gguf(workspace: Path) -> str:
 def main(argv=None) -> int:
     parser = cli.make_parser(__doc__)
     parser.add_argument("--workspace", type=Path, default=REPO / "demo_workspace", help="project root of the demo")
-    parser.add_argument("--quick", action="store_true", help="3 training steps and a tiny evaluation (CI)")
+    parser.add_argument("--quick", action="store_true", help="8 training steps and a tiny evaluation (CI)")
     args, _ = cli.parse(parser, argv)  # also checks the --set overrides before anything runs
     workspace = args.workspace.resolve()
     config = Path(args.config).resolve() if args.config else CONFIG
