@@ -16,7 +16,6 @@ Model and data as in bench_train.py (its --model-dir is reused).
 """
 
 import argparse
-import gzip
 import json
 import random
 import statistics
@@ -28,6 +27,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from hive import batching  # noqa: E402  (imports nothing heavy)
+
 
 def layouts(samples: list[dict], group: list[dict], bucket: int, pad_id: int) -> dict[str, list[tuple[list[int], list[int]]]]:
     """name -> segments (input_ids, labels) of one row; `group` is a draw of samples from one length bucket."""
@@ -36,8 +37,7 @@ def layouts(samples: list[dict], group: list[dict], bucket: int, pad_id: int) ->
     longest_first = sorted(pairs, key=lambda p: -len(p[0]))
 
     def padded(ids, labels):
-        extra = -len(ids) % bucket
-        return ids + [pad_id] * extra, labels + [-100] * extra
+        return batching.pad_to_bucket(ids, labels, pad_id, bucket)
 
     flat_ids = [t for ids, _ in pairs for t in ids]
     flat_labels = [t for _, labels in pairs for t in labels]
@@ -72,30 +72,25 @@ def main(argv=None) -> int:
 
     import unsloth  # noqa: F401  (first, before transformers)
     import torch
-    from unsloth import FastLanguageModel
 
-    from bench.bench_train import LLAMA_3B, build_model_dir, sample_texts
+    from bench.bench_train import LLAMA_3B, build_model_dir, plain_data, sample_texts
     from hive import templates, training
+    from hive.config import load_config
 
-    data = Path(args.data)
-    if data.suffix == ".gz":
-        plain = Path(tempfile.mkdtemp(prefix="bench-data-")) / data.stem
-        plain.write_bytes(gzip.decompress(data.read_bytes()))
-        data = plain
+    data = plain_data(Path(args.data))
     build_model_dir(args.model_dir, sample_texts(data), LLAMA_3B)
-    model, tokenizer = FastLanguageModel.from_pretrained(str(args.model_dir), max_seq_length=32768, dtype=torch.bfloat16,
-                                                         load_in_4bit=True)
-    model = FastLanguageModel.get_peft_model(
-        model, r=16, lora_alpha=16, lora_dropout=0, random_state=0, use_gradient_checkpointing="unsloth",
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
-    model.config.use_cache = False
+    # the model as train.py loads it (Hive's LoRA settings); a long max_seq_length, so the dense layout is not cut
+    cfg = load_config(REPO / "training_config.yaml", {
+        "model.base_model": str(args.model_dir), "model.load_in_4bit": True, "model.max_seq_length": 32768,
+        "training.backend": "unsloth"})
+    model, tokenizer, _, _ = training.load(cfg, training.make_plan(cfg))
     model.train()
     eot = templates.end_of_turn(tokenizer)
     encoded = [e for e in (training.encode(tokenizer, m, 2048, True, eot) for m in training.read_samples(data)[:2000]) if e]
     rng = random.Random(0)
     buckets = {}
     for e in encoded:
-        buckets.setdefault(-(-len(e["input_ids"]) // args.bucket), []).append(e)
+        buckets.setdefault(batching.bucket_length(len(e["input_ids"]), args.bucket), []).append(e)
     bucket_of_each = [b for b, members in buckets.items() for _ in members]
     params = [p for p in model.parameters() if p.requires_grad]
     import bitsandbytes as bnb

@@ -92,6 +92,15 @@ def build_model_dir(target: Path, texts: list[str], shape: dict, vocab: int = 12
     return target
 
 
+def plain_data(path: Path) -> Path:
+    """`path`, or an uncompressed temporary copy of a .gz (which travels to the GPU machine more cheaply)."""
+    if path.suffix != ".gz":
+        return path
+    plain = Path(tempfile.mkdtemp(prefix="bench-data-")) / path.stem
+    plain.write_bytes(gzip.decompress(path.read_bytes()))
+    return plain
+
+
 def sample_texts(path: Path) -> list[str]:
     return [m["content"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
             for m in json.loads(line)["messages"]]
@@ -231,11 +240,7 @@ def main(argv=None) -> int:
         print("BENCH " + json.dumps(run_one(args.one, args)), flush=True)
         return 0
 
-    data = Path(args.data)
-    if data.suffix == ".gz":  # a compressed copy travels to the GPU machine more cheaply
-        plain = Path(tempfile.mkdtemp(prefix="bench-data-")) / data.stem
-        plain.write_bytes(gzip.decompress(data.read_bytes()))
-        data = plain
+    data = plain_data(Path(args.data))
     texts = sample_texts(data)
     build_model_dir(args.model_dir, texts, TINY if args.tiny else LLAMA_3B, vocab=8192 if args.tiny else 128256)
     from transformers import AutoTokenizer
