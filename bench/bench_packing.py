@@ -12,6 +12,9 @@ padding-free row with one SDPA call per run of equal-length samples. The layouts
   dense     the same number of tokens as one sequence
   groupN    samples drawn from one length bucket (what a length-grouped sampler feeds), padded at their end to the
             bucket's length: one run, with the pad tokens as the price
+  groupN-rows  the same samples as a padded batch (one row each) instead of one padding-free row: Unsloth compiles
+            each decoder layer for padded batches, but not for padding-free rows
+  real-rows the samples as drawn, as a padded batch (right-padded to the longest)
 Model and data as in bench_train.py (its --model-dir is reused).
 """
 
@@ -49,6 +52,8 @@ def layouts(samples: list[dict], group: list[dict], bucket: int, pad_id: int) ->
         "equal": [(flat_ids[i * size:(i + 1) * size], flat_labels[i * size:(i + 1) * size]) for i in range(n)],
         "dense": [(flat_ids, flat_labels)],
         f"group{bucket}": [padded(s["input_ids"], s["labels"]) for s in group],
+        f"group{bucket}-rows": [padded(s["input_ids"], s["labels"]) for s in group],
+        "real-rows": pairs,
     }
 
 
@@ -97,13 +102,19 @@ def main(argv=None) -> int:
 
     optimizer = bnb.optim.AdamW8bit(params, lr=1e-5)
 
-    def step(segments, with_optimizer=False) -> float:
-        ids = torch.tensor([t for s, _ in segments for t in s], device="cuda")[None]
-        labels = torch.tensor([t for _, s in segments for t in s], device="cuda")[None]
-        pos = torch.cat([torch.arange(len(s)) for s, _ in segments]).cuda()[None]
+    def step(segments, with_optimizer=False, rows=False) -> float:
+        if rows:  # right-padded; Unsloth drops the attention mask in training (causal: no real token sees a pad)
+            width = max(len(s) for s, _ in segments)
+            ids = torch.tensor([s + [tokenizer.pad_token_id] * (width - len(s)) for s, _ in segments], device="cuda")
+            labels = torch.tensor([s + [-100] * (width - len(s)) for _, s in segments], device="cuda")
+            kwargs = {}
+        else:
+            ids = torch.tensor([t for s, _ in segments for t in s], device="cuda")[None]
+            labels = torch.tensor([t for _, s in segments for t in s], device="cuda")[None]
+            kwargs = {"position_ids": torch.cat([torch.arange(len(s)) for s, _ in segments]).cuda()[None]}
         torch.cuda.synchronize()
         started = time.perf_counter()
-        loss = model(input_ids=ids, position_ids=pos, labels=labels).loss
+        loss = model(input_ids=ids, labels=labels, **kwargs).loss
         loss.backward()
         if with_optimizer:
             torch.nn.utils.clip_grad_norm_(params, 0.3)
@@ -128,11 +139,12 @@ def main(argv=None) -> int:
         for n, name in enumerate(names * args.passes):
             for variant in (False, True) if name == "real" else (False,):
                 torch.cuda.reset_peak_memory_stats()
-                times = [step(per_draw[i][name], variant) for i in range(args.steps + 2)][2:]
+                times = [step(per_draw[i][name], variant, name.endswith("-rows")) for i in range(args.steps + 2)][2:]
                 real = sum(sum(len(s["input_ids"]) for s in d) for d in (groups if name.startswith("group") else draws)[2:])
-                row_tokens = statistics.mean(sum(len(s) for s, _ in per_draw[i][name]) for i in range(2, args.steps + 2))
+                row_tokens = statistics.mean(len(per_draw[i][name]) * max(len(s) for s, _ in per_draw[i][name]) if name.endswith("-rows")
+                                             else sum(len(s) for s, _ in per_draw[i][name]) for i in range(2, args.steps + 2))
                 row = {"batch": batch, "pass": 1 + n // len(names), "layout": name + (" + clip + AdamW8bit" if variant else ""),
-                       "runs": statistics.mean(runs(per_draw[i][name]) for i in range(2, args.steps + 2)),
+                       "runs": 1 if name.endswith("-rows") else statistics.mean(runs(per_draw[i][name]) for i in range(2, args.steps + 2)),
                        "row_tokens": row_tokens, "ms": 1000 * statistics.median(times),
                        "real_tok_s": real / sum(times),
                        "peak_gib": torch.cuda.max_memory_allocated() / 2**30}

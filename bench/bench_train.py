@@ -44,16 +44,18 @@ CONFIGS = {
     "a": ("original: Unsloth 4-bit, batch 4 x 4, padded, group_by_length, dropout 0.05",
           {"training.backend": "unsloth", "training.packing": False, "training.group_by_length": False,
            "training.per_device_train_batch_size": 4, "training.gradient_accumulation_steps": 4,
-           "lora.lora_dropout": 0.05},
+           "training.max_tokens_per_pass": 0, "lora.lora_dropout": 0.05},
           {"train_sampling_strategy": "group_by_length"}),
-    "b": ("Hive defaults: Unsloth 4-bit, padding-free, grouped by length, batch 16 x 1, dropout 0",
+    "b": ("Hive defaults: Unsloth 4-bit, batch 16 x 1 grouped by length, padded, <= 4,096 tokens per pass",
           {"training.backend": "unsloth"}, {}),
-    "b0": ("Hive defaults with random batches (no grouping by length)",
+    "b2k": ("Hive defaults with at most 2,048 tokens per pass",
+            {"training.backend": "unsloth", "training.max_tokens_per_pass": 2048}, {}),
+    "bx": ("Hive defaults without the token limit (max_tokens_per_pass 0)",
+           {"training.backend": "unsloth", "training.max_tokens_per_pass": 0}, {}),
+    "bp": ("Hive defaults with padding-free rows (packing: true)",
+           {"training.backend": "unsloth", "training.packing": True}, {}),
+    "b0": ("Hive defaults with random batches (no grouping by length: padding-free rows)",
            {"training.backend": "unsloth", "training.group_by_length": False}, {}),
-    "b32": ("Hive defaults with batch 32 x 1",
-            {"training.backend": "unsloth", "training.per_device_train_batch_size": 32}, {}),
-    "b64": ("Hive defaults with batch 64 x 1",
-            {"training.backend": "unsloth", "training.per_device_train_batch_size": 64}, {}),
     "c": ("Hugging Face + PEFT 4-bit (no Unsloth), otherwise Hive defaults",
           {"training.backend": "transformers"}, {}),
 }
@@ -149,7 +151,8 @@ def run_one(name: str, args) -> dict:
     data.write_text("\n".join(lines[: args.samples]) + "\n", encoding="utf-8")
     overrides = {
         "paths.final": str(data), "paths.outputs": str(work / "outputs"), "model.base_model": str(args.model_dir),
-        "model.load_in_4bit": True, "training.num_train_epochs": 1.0, "training.save_steps": 10**6,
+        "model.load_in_4bit": True, "training.num_train_epochs": 1.0, "training.max_steps": args.max_steps,
+        "training.save_steps": 10**6,
         "training.logging_steps": 10, "training.report_to": "none", **CONFIGS[name][1], "training.backend": backend,
     }
     cfg = load_config(REPO / "training_config.yaml", overrides)
@@ -225,11 +228,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="convert.py output (messages JSONL)")
     parser.add_argument("--samples", type=int, default=1000, help="samples trained per configuration (one epoch)")
-    parser.add_argument("--configs", default="b,a,b0,c,b64", help=f"any of {', '.join(CONFIGS)}")
+    parser.add_argument("--configs", default="b,a,c,bx,bp,b0", help=f"any of {', '.join(CONFIGS)}")
     parser.add_argument("--model-dir", type=Path, default=Path(tempfile.gettempdir()) / "hive-bench-llama3b")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--tiny", action="store_true", help="a 2-layer model (for checking the harness)")
     parser.add_argument("--warmup-steps", type=int, default=5)
+    parser.add_argument("--max-steps", type=int, default=-1, help="stop after this many optimizer steps: a memory probe "
+                        "(config a's sampler, Trainer's group_by_length, trains its longest batch first)")
     parser.add_argument("--profile", type=int, default=0, help="profile this many steps after step 6 and print the top kernels")
     parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
     parser.add_argument("--logs", type=Path, help="write each configuration's full output to LOGS/<config>.log")
@@ -259,6 +264,7 @@ def main(argv=None) -> int:
     for name in args.configs.split(","):
         cmd = [sys.executable, __file__, "--one", name, "--data", str(data), "--samples", str(args.samples),
                "--model-dir", str(args.model_dir), "--device", args.device, "--warmup-steps", str(args.warmup_steps),
+               "--max-steps", str(args.max_steps),
                "--profile", str(args.profile),
                "--full-tokens", str(sum(lengths))]
         # streamed to the log as it runs, so a run cut short by a time limit still leaves its output

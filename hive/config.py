@@ -87,6 +87,7 @@ class TrainingConfig:
     optim: str = "auto"
     packing: Union[Literal["auto"], bool] = "auto"
     group_by_length: bool = True
+    max_tokens_per_pass: int = 4096
     assistant_only_loss: bool = True
     gradient_checkpointing: bool = True
     logging_steps: int = 25

@@ -12,9 +12,9 @@ and position_ids restart at 0 for each sample. Attention stays within each sampl
 block-diagonal mask from such position_ids for eager, sdpa and flex attention and passes them as varlen boundaries to
 flash attention, as long as no attention_mask and no KV cache are given (the model is set to use_cache=False here);
 Unsloth receives the boundaries from its SFTTrainer patch (packed_seq_lengths). Chat samples are short (median ~60
-tokens), so padded batches spend most of their compute on padding. Batches are drawn from samples of similar length
-(training.group_by_length, hive/batching.py), which makes a padding-free row one attention call where no varlen
-kernel is installed.
+tokens), so random padded batches spend most of their compute on padding. By default, though, batches are drawn from
+samples of similar length within a token limit (training.group_by_length, training.max_tokens_per_pass;
+hive/batching.py), and such batches train fastest padded (see make_plan).
 
 Nothing here imports transformers, peft or trl at module level: Unsloth must be imported first when it is used.
 """
@@ -96,9 +96,11 @@ def make_plan(cfg: Config) -> Plan:
         precision=precision,
         load_in_4bit=load_in_4bit,
         optim=optim,
-        # On CPU a padding-free row costs more than padding: attention spans the whole row (block-masked), and
-        # grouped batches leave few pads (2-core CPU, SmolLM2, batch 16: 82 real tok/s padded, 42 padding-free).
-        padding_free=t.packing if isinstance(t.packing, bool) else cuda,
+        # Grouped batches leave few pads, and padded batches then beat padding-free rows: Unsloth compiles each decoder
+        # layer for padded batches only (H100, 3B 4-bit, batch 16: 10,361 against 6,907 real tok/s), and on CPU a
+        # padding-free row's attention spans the whole row (SmolLM2, batch 16: 82 against 42). Random batches on a GPU
+        # waste more on pads than a padding-free row costs.
+        padding_free=t.packing if isinstance(t.packing, bool) else cuda and not t.group_by_length,
         world_size=int(os.environ.get("WORLD_SIZE", "1")),
         local_rank=int(os.environ.get("LOCAL_RANK", "0")),
         notices=notices,
@@ -459,20 +461,41 @@ def trainer_args(cfg: Config, plan: Plan, run_dir: Path, has_eval: bool, **extra
     )
 
 
-def trainer_class(group_by_length: bool):
-    """TRL's SFTTrainer (as Unsloth patched it, when it did), drawing batches grouped by length if asked."""
+def trainer_class(group_by_length: bool, max_tokens_per_pass: int):
+    """TRL's SFTTrainer (as Unsloth patched it, when it did), drawing batches grouped by length within
+    `max_tokens_per_pass` if asked, and running any padded batch over that limit as several forward/backward passes
+    (0: no limit)."""
+    import contextlib
+
     from trl import SFTTrainer
 
-    if not group_by_length:
-        return SFTTrainer
+    class HiveTrainer(SFTTrainer):
+        def get_train_dataloader(self):
+            if not group_by_length:
+                return super().get_train_dataloader()
+            from torch.utils.data import DataLoader
 
-    class GroupedSFTTrainer(SFTTrainer):
-        def _get_train_sampler(self, train_dataset=None):
-            dataset = train_dataset if train_dataset is not None else self.train_dataset
-            lengths = [len(ids) for ids in dataset["input_ids"]]
-            return batching.GroupedSampler(lengths, self.args.per_device_train_batch_size, self.args.seed)
+            lengths = [len(ids) for ids in self.train_dataset["input_ids"]]
+            sampler = batching.GroupedSampler(lengths, self._train_batch_size, max_tokens_per_pass, self.args.seed)
+            return self.accelerator.prepare(DataLoader(
+                self.train_dataset, batch_sampler=batching.GroupedBatchSampler(sampler), collate_fn=self.data_collator,
+                num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory))
 
-    return GroupedSFTTrainer
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            passes = batching.split_passes(inputs, max_tokens_per_pass)
+            if len(passes) == 1:
+                return super().training_step(model, inputs, num_items_in_batch)
+            # Each pass's loss is a sum over its reply tokens divided by the whole batch's count, so the passes' gradients
+            # add up to the batch's; without that count each pass would be averaged on its own.
+            assert num_items_in_batch is not None, "split passes need the Trainer's num_items_in_batch"
+            loss = 0.0
+            for i, part in enumerate(passes):
+                last = i == len(passes) - 1
+                with contextlib.nullcontext() if last else self.accelerator.no_sync(model):
+                    loss = loss + super().training_step(model, part, num_items_in_batch)
+            return loss
+
+    return HiveTrainer
 
 
 def train(cfg: Config, run: str | None = None, resume: str | None = None, callbacks=(), args_extra=None) -> dict:
@@ -491,8 +514,9 @@ def train(cfg: Config, run: str | None = None, resume: str | None = None, callba
         f"{f' x {plan.world_size} processes' if plan.world_size > 1 else ''}, {plan.precision}"
         f"{', 4-bit' if plan.load_in_4bit else ''}, optimizer {plan.optim}, "
         f"{'padding-free' if plan.padding_free else 'padded'} batches{', grouped by length' if t.group_by_length else ''}")
-    say(f"train: effective batch {effective} samples per optimizer step "
-        f"({t.per_device_train_batch_size} x {t.gradient_accumulation_steps} accumulation x {plan.world_size} GPU(s))")
+    limit = f", at most {t.max_tokens_per_pass:,} tokens per pass" if t.max_tokens_per_pass > 0 else ""
+    say(f"train: effective batch {'up to ' if limit and t.group_by_length else ''}{effective} samples per optimizer step "
+        f"({t.per_device_train_batch_size} x {t.gradient_accumulation_steps} accumulation x {plan.world_size} GPU(s){limit})")
     for notice in plan.notices:
         say(f"notice: {notice}")
     say(f"train: {'resuming ' + str(checkpoint) if checkpoint else 'writing ' + str(run_dir)}", flush=True)
@@ -508,7 +532,7 @@ def train(cfg: Config, run: str | None = None, resume: str | None = None, callba
         flush=True)
 
     stopper = stop_callback()
-    trainer = trainer_class(t.group_by_length)(
+    trainer = trainer_class(t.group_by_length, t.max_tokens_per_pass)(
         model=model,
         args=trainer_args(cfg, plan, run_dir, val_data is not None, **(args_extra or {})),
         train_dataset=train_data.dataset,

@@ -283,7 +283,7 @@ def test_resume_continues_from_the_saved_step(trained, smollm2_dir, capsys):
     assert info["resumed_from"].endswith("checkpoint-4") and info["steps"] == 6
     assert [step for step, _ in info["losses"]] == list(range(1, 7))  # the checkpoint's log history continues
     assert info["tokens_seen"] == round(0.5 * info["data"]["train"]["tokens"])  # epochs 1.0 -> 1.5 this session
-    assert "effective batch 4 samples per optimizer step" in out
+    assert "effective batch up to 4 samples per optimizer step" in out
     assert f"python evaluate.py --run {root / 'outputs' / 'r'}" in out
 
 
@@ -335,6 +335,49 @@ def run_train(root, model, *args, **sets):
                           cwd=root, timeout=600)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     return done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_grouped_batches_stay_within_the_token_limit_for_a_whole_epoch(tmp_path, tiny_llama, monkeypatch):
+    seen = []
+    monkeypatch.setattr(batching, "split_passes", lambda inputs, cap, real=batching.split_passes: seen.append(
+        tuple(inputs["input_ids"].shape)) or real(inputs, cap))
+    write_samples(tmp_path / "data" / "personality.jsonl", 40, context=True)
+    cfg = load_config(None, tiny_settings(tmp_path, tiny_llama, **{
+        "training.packing": False, "training.per_device_train_batch_size": 8, "training.max_tokens_per_pass": 256,
+        "training.num_train_epochs": 1.0, "model.load_in_4bit": False}))
+    result = training.train(cfg, run="g")
+    assert sum(rows for rows, _ in seen) == 40 and result["steps"] == len(seen)
+    assert all(rows * width <= 256 for rows, width in seen) and max(rows for rows, _ in seen) > 1, seen
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", [
+    "transformers",
+    pytest.param("unsloth", marks=[pytest.mark.gpu, pytest.mark.skipif(
+        not CUDA or importlib.util.find_spec("unsloth") is None, reason="needs CUDA and Unsloth")]),
+])
+def test_passes_of_one_batch_give_the_same_step_as_the_whole_batch(tmp_path, tiny_llama, monkeypatch, backend):
+    """training.max_tokens_per_pass splits a padded batch (random batches here: grouped ones are drawn to fit) into
+    passes: same gradient norm, same next loss."""
+    split = []
+    monkeypatch.setattr(batching, "split_passes", lambda inputs, cap, real=batching.split_passes: split.append(
+        len(parts := real(inputs, cap))) or parts)
+    write_samples(tmp_path / "data" / "personality.jsonl", 16, context=True)
+    logs = {}
+    for cap in (0, 48):
+        cfg = load_config(None, tiny_settings(tmp_path, tiny_llama, **{
+            "training.backend": backend, "training.packing": False, "training.group_by_length": False,
+            "training.per_device_train_batch_size": 8,
+            "training.max_steps": 2, "training.max_tokens_per_pass": cap, "training.learning_rate": 1e-2,
+            "model.load_in_4bit": False}))
+        logs[cap] = training.train(cfg, run=f"cap{cap}")
+    assert max(split) > 1, split  # the capped run did split its batches
+    norms = {cap: [json.loads(line).get("grad_norm") for line in
+                   (tmp_path / "outputs" / f"cap{cap}" / "trainer_log.jsonl").read_text().splitlines()] for cap in logs}
+    norms = {cap: [n for n in found if n is not None] for cap, found in norms.items()}
+    assert norms[48] == pytest.approx(norms[0], rel=1e-3), norms
+    assert [loss for _, loss in logs[48]["losses"]] == pytest.approx([loss for _, loss in logs[0]["losses"]], rel=1e-3)
 
 
 @pytest.mark.gpu
