@@ -45,14 +45,15 @@ def layouts(samples: list[dict], group: list[dict], bucket: int, pad_id: int) ->
     flat_ids = [t for ids, _ in pairs for t in ids]
     flat_labels = [t for _, labels in pairs for t in labels]
     n, size = len(pairs), total // len(pairs)
+    grouped = [padded(s["input_ids"], s["labels"]) for s in group]
     return {
         "real": pairs,
         "sorted": longest_first,
         f"bucket{bucket}": [padded(*p) for p in longest_first],
         "equal": [(flat_ids[i * size:(i + 1) * size], flat_labels[i * size:(i + 1) * size]) for i in range(n)],
         "dense": [(flat_ids, flat_labels)],
-        f"group{bucket}": [padded(s["input_ids"], s["labels"]) for s in group],
-        f"group{bucket}-rows": [padded(s["input_ids"], s["labels"]) for s in group],
+        f"group{bucket}": grouped,
+        f"group{bucket}-rows": grouped,  # the same segments, fed as a padded batch (see step)
         "real-rows": pairs,
     }
 
