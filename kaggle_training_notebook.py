@@ -127,7 +127,8 @@ if HIVE_REPO:
 elif attached:
     CODE, origin = attached[0], "the dataset attached as input"
 elif "HIVE_PAYLOAD" in globals():
-    CODE, origin = SCRATCH / f"code-{HIVE_PAYLOAD_VERSION}", f"packed into this notebook (version {HIVE_PAYLOAD_VERSION})"
+    CODE = SCRATCH / f"code-{HIVE_PAYLOAD_VERSION}"
+    origin = f"packed into this notebook (version {HIVE_PAYLOAD_VERSION})"
     if not CODE.is_dir():  # unpacked beside it, then renamed: an interrupted unpack is never taken for the code
         partial = Path(tempfile.mkdtemp(prefix=".code-", dir=SCRATCH))
         with tarfile.open(fileobj=io.BytesIO(base64.b64decode(HIVE_PAYLOAD)), mode="r:xz") as archive:
@@ -247,12 +248,13 @@ else:
     if LATER:
         LLAMA_LOG = SCRATCH / "llama-cpp-build.log"
         # a portable CPU build without the multimodal library, niced and on two cores so that training keeps the CPU
-        build_env = {**os.environ, "CMAKE_ARGS": "-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF", "CMAKE_BUILD_PARALLEL_LEVEL": "2"}
+        build_env = {**os.environ, "CMAKE_ARGS": "-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF",
+                     "CMAKE_BUILD_PARALLEL_LEVEL": "2"}
         with open(LLAMA_LOG, "w") as log:
             LLAMA_BUILD = subprocess.Popen(["nice", "-n", "19", *map(str, pip), *LATER], stdout=log,
                                            stderr=subprocess.STDOUT, env=build_env)
         print(f"building {' '.join(LATER)} in the background (log: {LLAMA_LOG})")
-print("installed:", ", ".join(f"{n} {metadata.version(n)}" for n in ("torch", "transformers", "peft", "trl", "accelerate")))
+print("installed:", ", ".join(f"{n} {metadata.version(n)}" for n in ("torch", "transformers", "peft", "trl")))
 
 # %% [markdown]
 # ## 5. Find your exports
@@ -339,9 +341,12 @@ stage("evaluate.py", "--run", EVAL_RUN)
 # and then moved to `/kaggle/working/exports`.
 
 # %%
-parameters = int(subprocess.run([sys.executable, "-m", "hive.kaggle", "parameters", CFG.model.base_model],
-                                cwd=CODE, env=STAGE_ENV, check=True, capture_output=True, text=True).stdout)
-print(kaggle.export_room(parameters, CFG, kaggle.folder_bytes(run_dir / "final_model"), WORKING, SCRATCH))
+counted = subprocess.run([sys.executable, "-m", "hive.kaggle", "parameters", CFG.model.base_model], cwd=CODE,
+                         env=STAGE_ENV, capture_output=True, text=True)
+if counted.returncode:
+    print(f"warning: no size check, the model's parameters could not be counted: {counted.stderr.strip()[-300:]}")
+else:
+    print(kaggle.export_room(int(counted.stdout), CFG, kaggle.folder_bytes(run_dir / "final_model"), WORKING, SCRATCH))
 if LLAMA_BUILD is not None:
     if LLAMA_BUILD.poll() is None:
         print("waiting for the llama-cpp-python build to finish ...", flush=True)
@@ -354,7 +359,7 @@ EXPORT = WORKING / "exports" / CFG.export.name
 shutil.rmtree(EXPORT, ignore_errors=True)
 EXPORT.parent.mkdir(exist_ok=True)
 shutil.move(SCRATCH / "exports" / CFG.export.name, EXPORT)
-print(f"moved the export to {EXPORT}")
+print(f"moved the export to {EXPORT}: run `ollama create {CFG.export.name} -f Modelfile` there (not in /tmp)")
 
 # %% [markdown]
 # ## 10. Download

@@ -85,8 +85,8 @@ def payload_source(files: dict[str, bytes]) -> str:
     encoded = base64.b64encode(pack(files)).decode()
     lines = [encoded[i:i + PAYLOAD_LINE] for i in range(0, len(encoded), PAYLOAD_LINE)]
     return "\n".join([
-        "# Hive's code, packed by `make notebook` (hive/notebook.py): hive/, the stage scripts, training_config.yaml,",
-        "# the requirements, configs/ and samples/ as a base64 tar.xz. Section 1 unpacks it into /tmp/hive. Do not edit.",
+        "# Hive's code, packed by `make notebook` (hive/notebook.py): hive/, the stage scripts, the config, the",
+        "# requirements, configs/ and samples/ as a base64 tar.xz. Section 1 unpacks it into /tmp/hive. Do not edit.",
         f'HIVE_PAYLOAD_VERSION = "{version(files)}"',
         'HIVE_PAYLOAD = """',
         *lines,

@@ -27,7 +27,7 @@ SHIPPED = SCRIPT.with_suffix(".ipynb")
 def test_shipped_ipynb_is_current():
     shipped = SHIPPED.read_text(encoding="utf-8")
     current = notebook.render(SCRIPT.read_text(encoding="utf-8"), notebook.payload_files(REPO), previous=shipped)
-    assert shipped == current, "kaggle_training_notebook.ipynb is stale (its cells or its packed code): run `make notebook`"
+    assert shipped == current, "kaggle_training_notebook.ipynb is stale (cells or packed code): run `make notebook`"
 
 
 def test_packed_cell_holds_the_code_of_this_checkout():
