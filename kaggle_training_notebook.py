@@ -120,18 +120,18 @@ def find_checkouts(root):
 
 
 attached = find_checkouts(INPUT)
+packed, packed_version = globals().get("HIVE_PAYLOAD"), globals().get("HIVE_PAYLOAD_VERSION")  # the .ipynb's
 if HIVE_REPO:
     CODE, origin = SCRATCH / "code-git", f"{HIVE_REPO} at {HIVE_REF}"
     if not (CODE / "train.py").is_file():
         run(["git", "clone", "--depth", "1", "--branch", HIVE_REF, HIVE_REPO, CODE])
 elif attached:
     CODE, origin = attached[0], "the dataset attached as input"
-elif "HIVE_PAYLOAD" in globals():
-    CODE = SCRATCH / f"code-{HIVE_PAYLOAD_VERSION}"
-    origin = f"packed into this notebook (version {HIVE_PAYLOAD_VERSION})"
+elif packed:
+    CODE, origin = SCRATCH / f"code-{packed_version}", f"packed into this notebook (version {packed_version})"
     if not CODE.is_dir():  # unpacked beside it, then renamed: an interrupted unpack is never taken for the code
         partial = Path(tempfile.mkdtemp(prefix=".code-", dir=SCRATCH))
-        with tarfile.open(fileobj=io.BytesIO(base64.b64decode(HIVE_PAYLOAD)), mode="r:xz") as archive:
+        with tarfile.open(fileobj=io.BytesIO(base64.b64decode(packed)), mode="r:xz") as archive:
             archive.extractall(partial, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
         partial.rename(CODE)
 elif "__file__" in globals():  # this file run as a script
