@@ -214,12 +214,12 @@ def main(argv=None) -> int:
     build_model_dir(args.model_dir, texts, TINY if args.tiny else LLAMA_3B, vocab=8192 if args.tiny else 128256)
     from transformers import AutoTokenizer
 
-    from hive import training
+    from hive import conversations, templates
 
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
-    full = training.read_samples(data)
+    full = conversations.read(data)
     # whole conversations tokenized in one batch: fast, and the same lengths as training's (nothing needs trimming)
-    rendered = [training.templates.render(tokenizer, m) for m in full]
+    rendered = [templates.render(tokenizer, m) for m in full]
     lengths = [len(ids) for ids in tokenizer(rendered, add_special_tokens=False)["input_ids"]]
     print(f"data: {data} {len(full):,} samples, {sum(lengths):,} tokens, median {statistics.median(lengths):g}, "
           f"max {max(lengths)}; benchmark trains the first {args.samples:,}", flush=True)

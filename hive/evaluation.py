@@ -350,7 +350,7 @@ def write_charts(result: EvalResult) -> list[str]:
 
 def write_outputs(result: EvalResult, cfg: Config) -> None:
     """eval.json, the charts and eval_report.md in the run folder."""
-    runs.save_eval_record(result.record(), result.run_dir)
+    result.record().save(result.run_dir)
     charts = write_charts(result)
     gen = cfg.generation
     definitions = "\n".join(f"- *{label}*: {how}" for label, how in STYLE_METRICS.values())

@@ -118,6 +118,7 @@ class RunRecord:
     train_seconds: float = 0.0
     tokens_seen: int = 0
     tokens_per_second: Optional[float] = None
+    peak_gpu_gib: Optional[float] = None  # most GPU memory allocated at once (the first process's GPU)
     train_loss: Optional[float] = None
     eval_loss: Optional[float] = None
     losses: list[list[float]] = field(default_factory=list)  # [step, loss]
@@ -125,6 +126,13 @@ class RunRecord:
     resumed_from: Optional[str] = None
     interrupted: bool = False
     final_model: Optional[str] = None
+
+    def save(self, folder: Path) -> None:
+        _save(self, folder / RUN_FILE)
+
+    @classmethod
+    def load(cls, folder: Path) -> "RunRecord":
+        return _load(cls, folder / RUN_FILE, "train.py")
 
 
 @dataclass
@@ -157,6 +165,13 @@ class EvalRecord:
     examples: list[Example] = field(default_factory=list)
     replies: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
+
+    def save(self, folder: Path) -> None:
+        _save(self, folder / EVAL_FILE)
+
+    @classmethod
+    def load(cls, folder: Path) -> "EvalRecord":
+        return _load(cls, folder / EVAL_FILE, "evaluate.py")
 
 
 @dataclass
@@ -191,14 +206,6 @@ class ExportRecord:
         return _load(cls, folder / EXPORT_FILE, "export_model.py")
 
 
-def save_run_record(record: RunRecord, run_dir: Path) -> None:
-    _save(record, run_dir / RUN_FILE)
-
-
-def save_eval_record(record: EvalRecord, run_dir: Path) -> None:
-    _save(record, run_dir / EVAL_FILE)
-
-
 # ---------------------------------------------------------------- runs
 
 
@@ -223,8 +230,7 @@ class Run:
 
     def evaluation(self) -> Optional[EvalRecord]:
         """evaluate.py's verdict on this run, or None when it has not been evaluated."""
-        path = self.folder / EVAL_FILE
-        return _load(EvalRecord, path, "evaluate.py") if path.exists() else None
+        return EvalRecord.load(self.folder) if (self.folder / EVAL_FILE).exists() else None
 
 
 def run_dir(spec: str | Path, outputs: Path) -> Path:
@@ -260,7 +266,7 @@ def load_run(spec: str | Path | None, outputs: Path) -> Run:
         if not path.exists():
             raise HiveError(f"{folder} is not a complete training run: {path.name} is missing (train.py writes "
                             f"outputs/<run>/{ADAPTER}/ and {RUN_FILE}; pass the run's name or folder)")
-    return Run(folder, _load(RunRecord, folder / RUN_FILE, "train.py"))
+    return Run(folder, RunRecord.load(folder))
 
 
 def max_seq_length(record_value: int, cfg) -> int:

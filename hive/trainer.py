@@ -70,6 +70,7 @@ class HiveTrainer(SFTTrainer):
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
             fileio.replace_dir(run_dir / runs.SAVING / name, run_dir / name)
+            shutil.rmtree(run_dir / runs.SAVING, ignore_errors=True)
             for old in runs.checkpoints(run_dir)[:-self.args.save_total_limit]:
                 shutil.rmtree(old, ignore_errors=True)
         self.accelerator.wait_for_everyone()
@@ -82,6 +83,7 @@ class HiveTrainer(SFTTrainer):
         if self.args.should_save:
             self.processing_class.save_pretrained(str(staged))
             fileio.replace_dir(staged, folder)
+            shutil.rmtree(staged.parent, ignore_errors=True)
         self.accelerator.wait_for_everyone()
 
 

@@ -242,6 +242,12 @@ def load(cfg: Config, plan: Plan):
             r=lora.r, lora_alpha=lora.lora_alpha, lora_dropout=lora.lora_dropout,
             target_modules=lora.target_modules, bias=lora.bias, task_type="CAUSAL_LM",
         ))
+        if plan.precision == "fp16":
+            # fp16 training unscales float32 gradients only: a trainable weight that loading left in bf16 (a bf16
+            # checkpoint on a T4) stops the first optimizer step ("not implemented for 'BFloat16'").
+            for param in model.parameters():
+                if param.requires_grad and param.dtype != torch.float32:
+                    param.data = param.data.float()
     # A KV cache would make transformers ignore the per-sample boundaries of padding-free rows.
     model.config.use_cache = False
     choice = templates.apply(tokenizer, cfg.model.chat_template)
@@ -344,7 +350,7 @@ def write_outputs(run_dir: Path, cfg: Config, record: runs.RunRecord, log_histor
     with fileio.atomic_write(run_dir / runs.CONFIG_FILE) as f:
         yaml.safe_dump(cfg.to_dict(), f, sort_keys=False, allow_unicode=True)
     fileio.write_jsonl(run_dir / "trainer_log.jsonl", log_history)
-    runs.save_run_record(record, run_dir)
+    record.save(run_dir)
     plot_losses(log_history, run_dir / "loss.png")
 
 
@@ -515,6 +521,12 @@ def fit(trainer, session: Session):
     return result, stopper.requested
 
 
+def _peak_gpu_gib(plan: Plan) -> float | None:
+    import torch
+
+    return torch.cuda.max_memory_allocated(plan.local_rank) / 2**30 if plan.device == "cuda" else None
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -557,6 +569,7 @@ def finish(cfg: Config, session: Session, trainer, tokenizer, template: str, loc
         effective_batch=t.per_device_train_batch_size * t.gradient_accumulation_steps * plan.world_size,
         steps=state.global_step, epochs=state.epoch, train_seconds=train_seconds, tokens_seen=tokens,
         tokens_per_second=tokens / train_seconds if train_seconds else None,
+        peak_gpu_gib=_peak_gpu_gib(plan),
         train_loss=next((e["loss"] for e in reversed(state.log_history) if "loss" in e), None), eval_loss=eval_loss,
         losses=[[e["step"], e["loss"]] for e in state.log_history if "loss" in e],
         eval_losses=[[e["step"], e["eval_loss"]] for e in state.log_history if "eval_loss" in e],

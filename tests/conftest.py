@@ -57,7 +57,7 @@ def _record(folder: Path, **fields) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     fields = {"base_model": "smollm2-135m", "max_seq_length": 512, "load_in_4bit": False, "system_prompt": SYSTEM,
               **fields}
-    runs.save_run_record(runs.RunRecord(**fields), folder)
+    runs.RunRecord(**fields).save(folder)
     return folder
 
 

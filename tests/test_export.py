@@ -58,8 +58,8 @@ def test_missing_or_wrong_input_names_train_py(project, fake_run):
 def test_require_improvement(project, fake_run, mode, improved, outcome):
     run = runs.load_run(fake_run(), project / "outputs")
     if improved is not None:
-        runs.save_eval_record(runs.EvalRecord(run="r1", data="d", base_model="b", samples=1, reply_tokens=1,
-                                              base_nll=2.0, tuned_nll=2.5, improved=improved), run.folder)
+        runs.EvalRecord(run="r1", data="d", base_model="b", samples=1, reply_tokens=1, base_nll=2.0, tuned_nll=2.5,
+                        improved=improved).save(run.folder)
     if outcome is HiveError:
         with pytest.raises(HiveError, match="no better than the base model.*require_improvement=warn"):
             export.check_improvement(run, mode)

@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from hive import runs
 from tests.conftest import REPO
 
 ACCELERATE_CONFIG = REPO / "configs" / "accelerate_multi_gpu.yaml"
@@ -71,11 +72,11 @@ def test_two_processes_train_like_one(project, smollm2_dir):
     assert out.count(f"effective batch up to {effective} samples per optimizer step") == 1
     assert out.count("train: done") == 1
 
-    info = json.loads((run_dir / "run.json").read_text())
+    info = runs.load_run(run_dir, project / "outputs").record
     steps = math.ceil(len(CHATS) / effective)
-    assert (info["world_size"], info["effective_batch"], info["steps"]) == (processes, effective, steps)
+    assert (info.world_size, info.effective_batch, info.steps) == (processes, effective, steps)
     # every sample's tokens are counted once, gathered from both processes
-    assert info["tokens_seen"] == info["data"]["train"]["tokens"]
+    assert info.tokens_seen == info.train.tokens
     logged = [json.loads(line) for line in (run_dir / "trainer_log.jsonl").read_text().splitlines()]
     assert [e["step"] for e in logged if "loss" in e] == list(range(1, steps + 1))
     assert sum("'loss':" in line for line in out.splitlines()) == steps

@@ -14,7 +14,7 @@ from hive.errors import HiveError
 def test_records_round_trip_with_nested_parts(tmp_path):
     record = runs.RunRecord(base_model="m", max_seq_length=256, load_in_4bit=True, system_prompt="be Sam",
                             train=runs.DataFile("t.jsonl", "ab", 10, 900, 1), losses=[[1, 2.5]])
-    runs.save_run_record(record, tmp_path)
+    record.save(tmp_path)
     (tmp_path / "final_model").mkdir()
     (tmp_path / "final_model" / "adapter_config.json").write_text("{}")
     assert runs.load_run(tmp_path, tmp_path.parent).record == record

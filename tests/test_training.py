@@ -254,26 +254,24 @@ def trained(tmp_path_factory, smollm2_dir):
 def test_training_lowers_the_loss_and_writes_every_output(trained):
     root, result = trained
     run_dir = root / "outputs" / "t"
-    info = json.loads((run_dir / "run.json").read_text())
-    losses = [loss for _, loss in info["losses"]]
+    info = runs.load_run(run_dir, root / "outputs").record
+    losses = [loss for _, loss in info.losses]
     assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
     # batches are grouped by length, so one batch's loss says little about another's: the validation loss (the same
     # samples each time) shows the learning
-    (_, first), (_, last) = info["eval_losses"]
-    assert last < first * 0.9, (losses, info["eval_losses"])
-    assert [step for step, _ in info["eval_losses"]] == [2, 4] and info["eval_loss"] == info["eval_losses"][-1][1]
-    assert info["steps"] == 4 and info["backend"] == "transformers" and info["precision"] == "fp32"
-    assert info["system_prompt"] == "You are Sam." and info["end_of_turn"] == "<|im_end|>"
-    assert info["data"]["train"]["samples"] == 16 and len(info["data"]["train"]["sha256"]) == 64
-    assert info["data"]["validation"]["samples"] == 2
-    assert info["tokens_seen"] == info["data"]["train"]["tokens"]  # one epoch
-    assert {"torch", "transformers", "peft", "trl"} <= set(info["versions"])
+    (_, first), (_, last) = info.eval_losses
+    assert last < first * 0.9, (losses, info.eval_losses)
+    assert [step for step, _ in info.eval_losses] == [2, 4] and info.eval_loss == info.eval_losses[-1][1]
+    assert info.steps == 4 and info.backend == "transformers" and info.precision == "fp32"
+    assert info.system_prompt == "You are Sam." and info.end_of_turn == "<|im_end|>" and info.max_seq_length == 128
+    assert info.train.samples == 16 and len(info.train.sha256) == 64
+    assert info.validation.samples == 2
+    assert info.tokens_seen == info.train.tokens  # one epoch
+    assert {"torch", "transformers", "peft", "trl"} <= set(info.versions)
     final = run_dir / "final_model"
     assert (final / "adapter_model.safetensors").is_file() and (final / "chat_template.jinja").is_file()
     assert [p.name for p in runs.checkpoints(run_dir)] == ["checkpoint-2", "checkpoint-4"]
     assert not (run_dir / runs.SAVING).exists()  # every save was renamed into place
-    record = runs.load_run(run_dir, root / "outputs").record
-    assert (record.max_seq_length, record.steps, record.train.samples) == (128, 4, 16)
     assert (run_dir / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert load_config(run_dir / "config.yaml").training.max_steps == 4
     log = [json.loads(line) for line in (run_dir / "trainer_log.jsonl").read_text().splitlines()]
@@ -307,10 +305,10 @@ def test_resume_continues_from_the_saved_step(trained, smollm2_dir, capsys):
     argv = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")] + ["--run", "r", "--resume"]
     assert train.main(argv) == 0
     out = capsys.readouterr().out
-    info = json.loads((root / "outputs" / "r" / "run.json").read_text())
-    assert info["resumed_from"].endswith("checkpoint-4") and info["steps"] == 6
-    assert [step for step, _ in info["losses"]] == list(range(1, 7))  # the checkpoint's log history continues
-    assert info["tokens_seen"] == round(0.5 * info["data"]["train"]["tokens"])  # epochs 1.0 -> 1.5 this session
+    info = runs.load_run(root / "outputs" / "r", root / "outputs").record
+    assert info.resumed_from.endswith("checkpoint-4") and info.steps == 6
+    assert [step for step, _ in info.losses] == list(range(1, 7))  # the checkpoint's log history continues
+    assert info.tokens_seen == round(0.5 * info.train.tokens)  # epochs 1.0 -> 1.5 this session
     assert "effective batch up to 4 samples per optimizer step" in out
     assert "next: python evaluate.py --run r\n" in out
 
@@ -336,7 +334,7 @@ def test_ctrl_c_saves_a_checkpoint_and_stops(tmp_path, smollm2_dir):
     assert result.record.interrupted and result.record.steps == 2
     assert [p.name for p in runs.checkpoints(run_dir)] == ["checkpoint-2"]
     assert not (run_dir / "final_model").exists()
-    assert json.loads((run_dir / "run.json").read_text())["interrupted"] is True
+    assert runs.RunRecord.load(run_dir).interrupted
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
@@ -494,10 +492,10 @@ def test_gpu_4bit_training(tmp_path, tiny_llama, backend):
     write_samples(tmp_path / "data" / "personality.val.jsonl", 4)
     out = run_train(tmp_path, tiny_llama, "--run", "g", **{"training.backend": backend, "training.max_steps": 4,
                                                             "model.load_in_4bit": True})
-    info = json.loads((tmp_path / "outputs" / "g" / "run.json").read_text())
-    assert (info["backend"], info["load_in_4bit"], info["chat_template"]) == (backend, True, "chatml")
-    assert info["precision"] in ("bf16", "fp16") and info["steps"] == 4
-    assert all(math.isfinite(loss) for _, loss in info["losses"]) and info["eval_loss"] is not None
+    info = runs.load_run(tmp_path / "outputs" / "g", tmp_path / "outputs").record
+    assert (info.backend, info.load_in_4bit, info.chat_template) == (backend, True, "chatml")
+    assert info.precision in ("bf16", "fp16") and info.steps == 4 and info.peak_gpu_gib > 0
+    assert all(math.isfinite(loss) for _, loss in info.losses) and info.eval_loss is not None
     assert (tmp_path / "outputs" / "g" / "final_model" / "adapter_model.safetensors").is_file()
     assert "adamw_8bit" in out
 
@@ -513,5 +511,36 @@ def test_gpu_unsloth_padding_free_matches_padded_first_loss(tmp_path, tiny_llama
         run_train(tmp_path, tiny_llama, "--run", f"p{packing}", **{
             "training.backend": "unsloth", "training.max_steps": 1, "training.packing": packing,
             "model.load_in_4bit": False})
-        first[packing] = json.loads((tmp_path / "outputs" / f"p{packing}" / "run.json").read_text())["losses"][0][1]
+        first[packing] = runs.load_run(tmp_path / "outputs" / f"p{packing}", tmp_path / "outputs").record.losses[0][1]
     assert first[True] == pytest.approx(first[False], rel=2e-2), first
+
+
+def _kernel_arguments(kernel, rows: int, cols: int) -> dict:
+    """Arguments for one of TRL's chunked log-prob kernels, by parameter name: an fp16 logits tile, int64 targets,
+    float32 row statistics, unit scales, every optional output on."""
+    import torch
+
+    tile = torch.randn(rows, cols, device="cuda", dtype=torch.float16)
+    values = {"mm_ptr": tile, "mm_stride": tile.stride(0), "targets_ptr": torch.zeros(rows, dtype=torch.int64,
+                                                                                      device="cuda"),
+              "vocab_start": 0, "n_cols": cols, "logit_scale": 1.0, "softcap": 1.0, "inv_t": 1.0, "BLOCK_SIZE": 1024}
+    return {name: values[name] if name in values else name.startswith("HAS_") and name != "HAS_SOFTCAP"
+            if name.startswith("HAS_") else torch.zeros(rows, device="cuda") for name in kernel.arg_names}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA or importlib.util.find_spec("triton") is None, reason="needs CUDA and Triton")
+def test_trls_loss_kernels_compile_for_a_t4(monkeypatch):
+    """TRL's SFTTrainer computes every training loss on CUDA with Triton kernels (trl.kernels.chunked_logprob, the
+    fused LM head). Kaggle's T4 is compute capability 7.5: compile them for sm_75 (there is no T4 here to run them on;
+    compiling is what fails when an architecture is unsupported)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from trl.kernels import chunked_logprob
+
+    driver = triton.runtime.driver.active
+    monkeypatch.setattr(type(driver), "get_current_target", lambda self: GPUTarget("cuda", 75, 32))
+    for kernel in (chunked_logprob._forward_kernel, chunked_logprob._backward_kernel):
+        compiled = kernel.warmup(grid=(4, 1), **_kernel_arguments(kernel, 4, 256))
+        assert compiled.metadata.target.arch == 75
+        assert ".target sm_75" in compiled.asm["ptx"]
