@@ -2,55 +2,135 @@
 placeholders, and other people's names can become stable pseudonyms ("Person 1", ...), also where a text mentions
 them. README.md, section Privacy, lists what is caught and what is not, with examples.
 
-Every pattern runs in time linear in the text: a pattern can only start where a token starts (a look-behind rejects
-positions inside one), and its repetitions are separated by characters they cannot hold, so a failed attempt never
-re-reads more than its own token. Numbers are found as runs of digit groups that are cut and judged in Python, not by
-nested regex repetition (the first phone pattern took 57 s on a 60 KB line of digits; bench/bench_redact.py).
+Redaction runs in time linear in the text, close to one plain regex pass (bench/bench_redact.py). Each finder starts
+at an anchor that Python's regex engine can skip to without trying every position: "://", "www.", "@", the dot
+before a top-level domain, two digits after two letters (IBAN), a digit or "+" or "(" (numbers). From the anchor,
+patterns of bounded length look forward, and reversed patterns look back over at most a few dozen characters, so no
+character is read more than a bounded number of times. Numbers are runs of digit groups cut and judged in Python,
+not nested regex repetition (the first phone pattern took 57 s on a 60 KB line of digits).
 """
 
+import bisect
 import json
 import os
 import re
+from itertools import accumulate
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 PLACEHOLDERS = {"url": "<URL>", "email": "<EMAIL>", "phone": "<PHONE>", "iban": "<IBAN>", "card": "<CARD>"}
 KINDS = tuple(PLACEHOLDERS)
 
+Spans = Iterator[tuple[int, int]]
+
+
+def _replace(text: str, spans: Spans, placeholder: str) -> str:
+    out, last = [], 0
+    for a, b in spans:
+        out.append(text[last:a])
+        out.append(placeholder)
+        last = b
+    if not out:
+        return text
+    out.append(text[last:])
+    return "".join(out)
+
+
+def _before(text: str, end: int, pattern: "re.Pattern", width: int) -> int:
+    """How many characters before `end` the reversed `pattern` takes (0 for none); it sees `width` characters and
+    what follows them, reversed, so that its look-ahead can check the character before what it takes."""
+    back = text[max(0, end - width - 1):end][::-1]
+    m = pattern.match(back)
+    return m.end() if m and m.end() <= width else 0
+
+
 # --- URLs and e-mail addresses -------------------------------------------------------------------------------------
 
 # A URL ends before punctuation that belongs to the sentence ("see https://x.org.", "(www.x.org)").
-_TAIL = r"(?:[^\s<>\"]*[^\s<>\"'.,;:!?)\]}*])?"
-# any scheme (https, ftp, HTTPS, spotify, ...) or www.
-URL = re.compile(rf"(?:(?<![\w+.-])[a-z][a-z0-9+.-]{{1,20}}://|(?<![\w.-])www\d{{0,3}}\.){_TAIL}", re.I)
+_TAIL = re.compile(r"[^\s<>\"]*[^\s<>\"'.,;:!?)\]}*]|")
+_SCHEME = re.compile(r"://")
+_SCHEME_BACK = re.compile(r"[a-z0-9+.-]{2,21}(?<=[a-z])(?![\w+.-])", re.I)     # reversed: any scheme, HTTPS, ftp
+_WWW = re.compile(r"[wW][wW][wW]\d{0,3}\.")
 _LABEL = r"[^\W_](?:[\w-]{0,61}[^\W_])?"
-# Top-level domains recognised without a scheme. Two-letter ones that are also words or file extensions
-# ("ok.so", "yes.it", "main.py", "notes.md") count only when a path follows ("t.me/x", "youtu.be/x").
-_GENERIC = ("com net org edu gov mil int info biz name pro mobi asia xyz top site online club shop store blog app dev "
-            "page live news tech cloud art design space website fun wiki social link")
-_WEAK = set("am as at be by do id im in is it me ms my no so to us pa ma la ad al py sh md rs pl ps pm mk ml cc"
-            .split())
-DOMAIN = re.compile(rf"(?<![\w.@/+-])(?:{_LABEL}\.)+(?P<tld>{'|'.join(_GENERIC.split())}|[a-z]{{2}})(?![\w-])"
-                    rf"(?P<path>(?::\d{{1,5}})?/{_TAIL})?", re.I)
-EMAIL = re.compile(rf"(?<![\w.+-])[\w.+-]+@(?:{_LABEL}\.)+[^\W\d_]{{2,63}}(?![\w-])", re.I)
+# Top-level domains recognised without a scheme: these, and two-letter ones; the two-letter ones that are also words
+# or file extensions ("ok.so", "yes.it", "main.py", "notes.md") count only when a path follows ("t.me/x", "youtu.be/x").
+_GENERIC = frozenset("com net org edu gov mil int info biz name pro mobi asia xyz top site online club shop store blog "
+                     "app dev page live news tech cloud art design space website fun wiki social link".split())
+_WEAK = frozenset("am as at be by do id im in is it me ms my no so to us pa ma la ad al py sh md rs pl ps pm mk ml cc"
+                  .split())
+_TLD = re.compile(r"\.([^\W\d_]{2,12})(?![\w-]|\.[^\W_])")                   # the last dot of a host name
+_HOST_BACK = re.compile(rf"{_LABEL}(?:\.{_LABEL})*(?![\w.@/+-])")             # reversed: the labels before it
+_PATH = re.compile(r"(?::\d{1,5})?/")
+_AT_DOMAIN = re.compile(rf"@(?:{_LABEL}\.)+[^\W\d_]{{2,63}}(?![\w-])")
+_LOCAL_BACK = re.compile(r"[\w.+-]{1,64}")                                    # reversed: the part before the @
 _URL_PLACEHOLDER = re.compile(r"<URL>")
 
 
-def _domain(m: "re.Match", replacement: str) -> str:
-    return replacement if m["path"] or m["tld"].lower() not in _WEAK else m[0]
+def _scheme_urls(text: str) -> Spans:
+    """URLs with a scheme (any: https, HTTPS, ftp, spotify, ...) or starting with www, in order."""
+    schemes, last = [], 0
+    if "://" in text:
+        for m in _SCHEME.finditer(text):
+            start = m.start() - _before(text, m.start(), _SCHEME_BACK, 21)
+            if m.start() >= last and start < m.start():
+                last = _TAIL.match(text, m.end()).end()
+                schemes.append((start, last))
+    p = last = 0
+    for m in _WWW.finditer(text):
+        start = m.start()
+        while p < len(schemes) and schemes[p][1] <= start:
+            yield schemes[p]
+            p += 1
+        if start < last or (p < len(schemes) and schemes[p][0] <= start) or \
+                (start and (text[start - 1].isalnum() or text[start - 1] in "_.-")):
+            continue
+        last = _TAIL.match(text, m.end()).end()
+        yield start, last
+        while p < len(schemes) and schemes[p][0] < last:          # inside this one's path
+            p += 1
+    yield from schemes[p:]
+
+
+def _domains(text: str) -> Spans:
+    """Host names without a scheme (example.com, youtu.be/x, instagram.com/sam), by their top-level domain."""
+    last = 0
+    for m in _TLD.finditer(text):
+        tld = m[1].lower()
+        if m.start() < last or not (tld in _GENERIC or len(tld) == 2):
+            continue
+        labels = _before(text, m.start(), _HOST_BACK, 253)
+        if not labels:
+            continue
+        path = _PATH.match(text, m.end())
+        if not path and tld in _WEAK:
+            continue
+        last = _TAIL.match(text, path.end()).end() if path else m.end()
+        yield m.start() - labels, last
+
+
+def _emails(text: str) -> Spans:
+    last = 0
+    for m in _AT_DOMAIN.finditer(text):
+        local = _before(text, m.start(), _LOCAL_BACK, 64)
+        if local and m.start() - local >= last:
+            last = m.end()
+            yield m.start() - local, last
 
 
 def strip_urls(text: str) -> str:
     """The original Hive's rule for its plain output and the sliding mode: URLs removed, not replaced (also the
     <URL> that redaction left)."""
-    if "." in text or "<URL>" in text:
-        text = DOMAIN.sub(lambda m: _domain(m, ""), URL.sub("", _URL_PLACEHOLDER.sub("", text)))
+    if "<URL>" in text:
+        text = _URL_PLACEHOLDER.sub("", text)
+    if "://" in text or "." in text:
+        text = _replace(_replace(text, _scheme_urls(text), ""), _domains(text), "")
     return text
 
 
 # --- IBANs ---------------------------------------------------------------------------------------------------------
 
-IBAN = re.compile(r"(?<![^\W_])[a-z]{2}\d{2}(?:[ \u00a0-]?[a-z0-9]){11,30}(?![^\W_])", re.I)
+# Anchored at the check digits (the engine skips to digits): two letters before them, then 11-30 letters and digits.
+_IBAN = re.compile(r"\d\d(?<=[a-z]{2}\d\d)(?<![^\W_][a-z]{2}\d\d)(?:[ \u00a0-]?[a-z0-9]){11,30}(?![^\W_])", re.I)
 
 
 def _iban_ok(code: str) -> bool:
@@ -61,27 +141,41 @@ def _iban_ok(code: str) -> bool:
     return int("".join(str(int(c, 36)) for c in code[4:] + code[:4])) % 97 == 1
 
 
-def _iban(m: "re.Match") -> str:
+def _ibans(text: str) -> Spans:
     # The pattern is greedy and may run into the next words ("... 32 is mine"): the longest prefix that ends where a
     # group ends and passes the checksum is the IBAN.
-    text = m[0]
-    ends = [i for i in range(len(text)) if i + 1 == len(text) or not text[i + 1].isalnum()]
-    for end in reversed(ends):
-        if _iban_ok("".join(c for c in text[:end + 1] if c.isalnum())):
-            return PLACEHOLDERS["iban"] + text[end + 1:]
-    return text
+    for m in _IBAN.finditer(text):
+        start, candidate = m.start() - 2, text[m.start() - 2:m.end()]
+        ends = [i for i in range(len(candidate)) if i + 1 == len(candidate) or not candidate[i + 1].isalnum()]
+        for end in reversed(ends):
+            if _iban_ok("".join(c for c in candidate[:end + 1] if c.isalnum())):
+                yield start, start + end + 1
+                break
 
 
 # --- Phone and card numbers ----------------------------------------------------------------------------------------
 
 _SEPS = " \u00a0\u202f.\\-/\u2010-\u2015"
-# A run of digit groups joined by single separators; "+" and "(" may open a group, ")" may close one.
-NUMBER = re.compile(rf"[+(]{{0,2}}\d[\d()]*(?:[{_SEPS}][+(]{{0,2}}\d[\d()]*)*")
+# A run of digit groups joined by single separators; "+" and "(" may open a group, ")" may close one. It starts with a
+# character class, so the engine skips to candidates; groups without a digit ("(" alone) are ignored later.
+NUMBER = re.compile(rf"[\d+(][\d()+]*(?:[{_SEPS}][\d()+]+)*")
 _SPLIT = re.compile(rf"([{_SEPS}])")
-_DIGITS = re.compile(r"\D+")
-_ANY_DIGIT = re.compile(r"\d")
+_NON_DIGITS = re.compile(r"\D+")
+_DIGIT = re.compile(r"\d")
+_NOT_DIGIT = re.compile(rf"[^\d{_SEPS}]+")
+_UNICODE_DASH = re.compile("[\u2010-\u2015]")
 _DASHES = dict.fromkeys(map(ord, "\u2010\u2011\u2012\u2013\u2014\u2015"), "-")
-_CURRENCY = set("$€£¥₹₩₽₺₪฿₫₦₱¢")
+_CURRENCY = frozenset("$€£¥₹₩₽₺₪฿₫₦₱¢")
+# Chains of groups that are not a phone number, matched on a run's digits and separators: dates of three groups
+# joined by one repeated separator (14.03.2024, 2024-03-14, 3/14/24), decimals (3.14159) and dotted amounts
+# (1.000.000.000; not after a "+": +34 612.345.678).
+_DAY, _MONTH, _YEAR = r"(?:0?[1-9]|[12]\d|3[01])", r"(?:0?[1-9]|1[0-2])", r"(?:\d{4}|\d\d)"
+_ORDINARY = re.compile(
+    rf"(?<![\d./-])(?P<date>{_DAY}([./-]){_MONTH}\2{_YEAR}|{_MONTH}([./-]){_DAY}\3{_YEAR}|\d{{4}}([./-]){_MONTH}\4{_DAY})"
+    rf"(?![./-]?\d)|(?<![\d.])(?:\d+\.\d+|[1-9]\d{{0,2}}(?:\.\d{{3}})+)(?!\.?\d)")
+# A phone number has at most this many groups. A run of more than _MAX_SEARCH groups is a list of numbers (or an
+# attack): only international numbers are looked for in it, so that the work per group stays small.
+_MAX_GROUPS, _MAX_SEARCH = 8, 64
 
 
 def _luhn(digits: str) -> bool:
@@ -90,37 +184,6 @@ def _luhn(digits: str) -> bool:
         d = int(c) * (2 if i % 2 else 1)
         total += d - 9 if d > 9 else d
     return total % 10 == 0
-
-
-def _is_date(a: str, b: str, c: str) -> bool:
-    """d-m-y, m-d-y (year of 2 or 4 digits) or y-m-d."""
-    if len(a) == 4:
-        return 1 <= int(b) <= 12 and 1 <= int(c) <= 31 and len(b) <= 2 and len(c) <= 2
-    if len(a) > 2 or len(b) > 2 or len(c) not in (2, 4):
-        return False
-    x, y = int(a), int(b)
-    return 1 <= min(x, y) <= 12 and 1 <= max(x, y) <= 31
-
-
-def _ordinary(digits: list[str], seps: list[str], international: bool) -> list[bool]:
-    """Which groups are part of a date (14.03.2024, 2024-03-14, 3/14/24), a decimal (3.14159), a dotted amount or
-    address (1.000.000.000, 192.168.0.1): chains of groups joined by one repeated separator."""
-    out = [False] * len(digits)
-    i = 0
-    while i < len(digits):
-        j = i
-        while j < len(seps) and seps[j] == seps[i] and seps[i] in "./-":
-            j += 1
-        chain = digits[i:j + 1]
-        if j > i:
-            sep = seps[i]
-            if len(chain) == 3 and sep in "./-" and _is_date(*chain):
-                out[i:j + 1] = [True] * len(chain)
-            elif sep == "." and not international and (
-                    len(chain) == 2 or (len(chain[0]) <= 3 and all(len(g) == 3 for g in chain[1:]))):
-                out[i:j + 1] = [True] * len(chain)
-        i = j + 1
-    return out
 
 
 def _card(groups: list[str], digits: list[str], seps: list[str]) -> bool:
@@ -134,8 +197,7 @@ def _phone(groups: list[str], digits: list[str], seps: list[str], before: str) -
     number = "".join(digits)
     n = len(number)
     if groups[0].startswith(("+", "(+")):
-        trunk = sum(1 for g in groups[1:] if g.startswith("(0)"))      # +44 (0)20 ...
-        return 8 <= n - trunk <= 15
+        return 8 <= n - " ".join(groups[1:]).count(" (0)") <= 15       # +44 (0)20 ...: the 0 is not dialled
     if number.startswith("00"):
         return 10 <= n <= 17 and number[2] != "0"
     if before == "@":                                                    # a WhatsApp mention of a number: @447700900123
@@ -158,97 +220,117 @@ def _phone(groups: list[str], digits: list[str], seps: list[str], before: str) -
 
 
 def _numbers(m: "re.Match", card: Optional[str], phone: Optional[str]) -> str:
-    run, text = m[0], m.string
-    if len(run) < 8:                                     # too short for either: most numbers in a chat end here
+    """A run of digit groups with its card and phone numbers replaced."""
+    run = m[0]
+    if len(run) < 8 or len(_NON_DIGITS.sub("", run)) < 8:      # too short for either: most numbers end here
         return run
+    text = m.string
     parts = _SPLIT.split(run)
-    groups, seps = parts[0::2], [s.translate(_DASHES) for s in parts[1::2]]
     # An unbalanced parenthesis belongs to the sentence: "(call 07700 900123)".
     lead = trail = ""
-    if groups[-1].endswith(")") and groups[-1].count(")") > groups[-1].count("("):
-        trail, groups[-1] = ")", groups[-1][:-1]
-    if groups[0].startswith("(") and groups[0].count("(") > groups[0].count(")"):
-        lead, groups[0] = "(", groups[0][1:]
+    if parts[-1].endswith(")") and parts[-1].count(")") > parts[-1].count("("):
+        trail, parts[-1] = ")", parts[-1][:-1]
+    if parts[0].startswith("(") and parts[0].count("(") > parts[0].count(")"):
+        lead, parts[0] = "(", parts[0][1:]
+    groups, n = parts[0::2], len(parts) // 2 + 1
+    plain = not ("(" in run or ")" in run or "+" in run)
+    split = parts
+    if not plain or _UNICODE_DASH.search(run):
+        split = _SPLIT.split(_NOT_DIGIT.sub("", "".join(parts)).translate(_DASHES))
+    digits, seps = split[0::2], split[1::2]
     before = text[m.start() - 1] if m.start() else " "
     after = text[m.end()] if m.end() < len(text) else " "
-    digits = [_DIGITS.sub("", g) for g in groups] if "(" in run or ")" in run or "+" in run else groups
-    skip = _ordinary(digits, seps, groups[0].startswith(("+", "(+")))
-    # A group glued to a word is part of it ("B12 +44 ...", "iPhone15 07700 ...", "1990s"), and one after a
-    # currency sign or before a percent sign is an amount.
+
+    # Dates, decimals and amounts are looked for in runs of up to _MAX_SEARCH groups; a longer run is a list of
+    # numbers (or an attack), searched from "+" only.
+    skip = set() if plain or n > _MAX_SEARCH else {k for k, d in enumerate(digits) if not d}
+    joined = "".join(split)
+    if n <= _MAX_SEARCH and ("." in joined or "-" in joined or "/" in joined):
+        international = groups[0][:1] == "+" or groups[0][:2] == "(+"
+        starts = list(accumulate(map(len, split), initial=0))[0::2]
+        for hit in _ORDINARY.finditer(joined):
+            if hit["date"] or not international:
+                skip.update(range(bisect.bisect_left(starts, hit.start()), bisect.bisect_left(starts, hit.end())))
+    # A group glued to a word is part of it ("B12 +44 ...", "iPhone15 07700 ...", "1990s"), and one after a currency
+    # sign or before a percent sign is an amount (£1 000 000 000: with the thousands that follow).
     if before.isalnum() or before == "_" or before in _CURRENCY:
-        skip[0] = True
+        skip.add(0)
     if after.isalnum() or after == "_" or after in _CURRENCY or after == "%":
-        skip[-1] = True
-    if before in _CURRENCY:                              # £1 000 000: the thousands that follow
-        for i in range(1, len(groups)):
-            if len(digits[i]) != 3 or seps[i - 1] not in " .":
-                break
-            skip[i] = True
+        skip.add(n - 1)
+    if before in _CURRENCY:
+        k = 1
+        while k < n and len(digits[k]) == 3 and seps[k - 1] in " .":
+            skip.add(k)
+            k += 1
+
+    pre = list(accumulate(map(len, digits), initial=0))
     found, i = [], 0
-    while i < len(groups):
-        if skip[i]:
-            i += 1
-            continue
-        j = i
-        while j + 1 < len(groups) and not skip[j + 1]:
-            j += 1
-        found += _segment(groups, digits, seps, i, j, before if i == 0 else seps[i - 1], card, phone)
-        i = j + 1
+    for s in [*sorted(skip), n]:
+        if pre[s] - pre[i] >= 8:
+            found += _segment(groups, digits, seps, pre, i, s - 1, before if i == 0 else seps[i - 1], card, phone)
+        i = s + 1
     if not found:
         return run
-    spans = {a: (b, placeholder) for a, b, placeholder in found}
     out, k = [lead], 0
-    while k < len(groups):
-        if k in spans:
-            k, placeholder = spans[k]
-            out.append(placeholder)
-        else:
-            out.append(groups[k])
-        k += 1
-        if k < len(groups):
-            out.append(seps[k - 1])
-    return "".join(out) + trail
+    for a, b, placeholder in found:
+        out += ["".join(parts[k:2 * a]), placeholder]
+        k = 2 * b + 1
+    out += ["".join(parts[k:]), trail]
+    return "".join(out)
 
 
-# A phone number has at most this many groups; longer stretches of numbers are searched from "+" only, so that the
-# work per group stays constant whatever the input.
-_MAX_GROUPS, _MAX_SEARCH = 8, 64
-
-
-def _segment(groups, digits, seps, i: int, j: int, before: str, card: Optional[str], phone: Optional[str]) -> list:
+def _segment(groups, digits, seps, pre, i: int, j: int, before: str, card: Optional[str],
+             phone: Optional[str]) -> list:
     """[(first group, last group, placeholder)] for groups i..j. The whole is a card or phone number, or else phone
     numbers are searched from the groups that open one ("+", "(", a leading 0, the one after a number found),
     longest first; not from any group, or 4532 1234 5678 9010 (no card) would lose its first 12 digits."""
-    g, d, s = groups[i:j + 1], digits[i:j + 1], seps[i:j]
-    if card and _card(g, d, s):
+    total = pre[j + 1] - pre[i]
+    if card and 13 <= total <= 19 and j - i < 5 and _card(groups[i:j + 1], digits[i:j + 1], seps[i:j]):
         return [(i, j, card)]
     if not phone:
         return []
-    if _phone(g, d, s, before):
+    if 8 <= total <= 17 and _phone(groups[i:j + 1], digits[i:j + 1], seps[i:j], before):
         return [(i, j, phone)]
-    found, a = [], i
-    openers = "+" if j - i >= _MAX_SEARCH else "+(0"
-    while a <= j:
-        if groups[a][0] in openers or (found and found[-1][1] == a - 1):
-            n, ends = 0, []
-            for b in range(a, min(j, a + _MAX_GROUPS - 1) + 1):
-                if b > a and groups[b][0] == "+":
-                    break
-                n += len(digits[b])
-                if n > 17:
-                    break
-                if n >= 8 and b > a:
-                    ends.append(b)
-            # longest first, but one that ends where another number starts before any other: "+61 4 1234 5678 0412 ..."
-            ends.sort(key=lambda b: (b == j or groups[b + 1][0] in "+(0", b), reverse=True)
-            b = next((b for b in ends
-                      if _phone(groups[a:b + 1], digits[a:b + 1], seps[a:b], before if a == 0 else seps[a - 1])), None)
-            if b is not None:
+    if j - i >= _MAX_SEARCH:          # a list of numbers: international ones, each up to the next "+"
+        plus = [k for k in range(i, j + 1) if groups[k][:1] == "+"]
+        found = []
+        for a, b in zip(plus, [k - 1 for k in plus[1:]] + [j]):
+            b = min(b, a + _MAX_GROUPS - 1)
+            while b > a and pre[b + 1] - pre[a] > 17:
+                b -= 1
+            if _phone(groups[a:b + 1], digits[a:b + 1], seps[a:b], seps[a - 1] if a else before):
                 found.append((a, b, phone))
-                a = b + 1
-                continue
-        a += 1
+        return found
+    openers = [k for k in range(i, j + 1) if groups[k][:1] in ("+", "(")
+               or (digits[k][:1] == "0" and len(digits[k]) >= 2 and digits[k][:3] != "000")]
+    found, covered, queue = [], i - 1, openers[::-1]
+    while queue:
+        a = queue.pop()
+        if a <= covered:
+            continue
+        b = _longest_phone(groups, digits, seps, pre, a, j, before if a == i else seps[a - 1])
+        if b is not None:
+            found.append((a, b, phone))
+            covered = b
+            if b < j:
+                queue.append(b + 1)
     return found
+
+
+def _longest_phone(groups, digits, seps, pre, a: int, j: int, before: str) -> Optional[int]:
+    """The last group of the longest phone number that starts at group a, preferring one that ends where another
+    number starts ("+61 4 1234 5678 0412 345 678"), or None."""
+    last = a
+    while last < min(j, a + _MAX_GROUPS - 1) and groups[last + 1][:1] != "+" and pre[last + 2] - pre[a] <= 17:
+        last += 1
+    for natural in (True, False):
+        for b in range(last, a - 1, -1):
+            if pre[b + 1] - pre[a] < 8:
+                break
+            if (b == j or groups[b + 1][:1] in ("+", "(", "0")) == natural and \
+                    _phone(groups[a:b + 1], digits[a:b + 1], seps[a:b], before):
+                return b
+    return None
 
 
 # --- The redactor --------------------------------------------------------------------------------------------------
@@ -266,21 +348,19 @@ class Redactor:
         self.card, self.phone = (PLACEHOLDERS[k] if k in kinds else None for k in ("card", "phone"))
 
     def __call__(self, text: str) -> str:
-        if self.url and ("://" in text or "." in text):
-            text = URL.sub(PLACEHOLDERS["url"], text)
+        # the checks before each finder are cheap, and most messages fail all of them
+        if self.url and ("://" in text or "w." in text or "W." in text):
+            text = _replace(text, _scheme_urls(text), PLACEHOLDERS["url"])
         if self.email and "@" in text:
-            text = EMAIL.sub(PLACEHOLDERS["email"], text)
+            text = _replace(text, _emails(text), PLACEHOLDERS["email"])
         if self.url and "." in text:
-            text = DOMAIN.sub(self._domain, text)
-        if (self.iban or self.card or self.phone) and _ANY_DIGIT.search(text):
+            text = _replace(text, _domains(text), PLACEHOLDERS["url"])
+        if (self.iban or self.card or self.phone) and _DIGIT.search(text):
             if self.iban:
-                text = IBAN.sub(_iban, text)
+                text = _replace(text, _ibans(text), PLACEHOLDERS["iban"])
             if self.card or self.phone:
                 text = NUMBER.sub(self._numbers, text)
         return text
-
-    def _domain(self, m: "re.Match") -> str:
-        return _domain(m, PLACEHOLDERS["url"])
 
     def _numbers(self, m: "re.Match") -> str:
         return _numbers(m, self.card, self.phone)
