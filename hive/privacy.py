@@ -168,10 +168,10 @@ _DASHES = dict.fromkeys(map(ord, "\u2010\u2011\u2012\u2013\u2014\u2015"), "-")
 _CURRENCY = frozenset("$€£¥₹₩₽₺₪฿₫₦₱¢")
 # Chains of groups that are not a phone number, matched on a run's digits and separators: dates of three groups
 # joined by one repeated separator (14.03.2024, 2024-03-14, 3/14/24), decimals (3.14159) and dotted amounts
-# (1.000.000.000; not after a "+": +34 612.345.678).
+# (1.000.000.000). Not in a run that starts with "+": +687 20.12.34, +34 612.345.678.
 _DAY, _MONTH, _YEAR = r"(?:0?[1-9]|[12]\d|3[01])", r"(?:0?[1-9]|1[0-2])", r"(?:\d{4}|\d\d)"
 _ORDINARY = re.compile(
-    rf"(?<![\d./-])(?P<date>{_DAY}([./-]){_MONTH}\2{_YEAR}|{_MONTH}([./-]){_DAY}\3{_YEAR}|\d{{4}}([./-]){_MONTH}\4{_DAY})"
+    rf"(?<![\d./-])(?:{_DAY}([./-]){_MONTH}\1{_YEAR}|{_MONTH}([./-]){_DAY}\2{_YEAR}|\d{{4}}([./-]){_MONTH}\3{_DAY})"
     rf"(?![./-]?\d)|(?<![\d.])(?:\d+\.\d+|[1-9]\d{{0,2}}(?:\.\d{{3}})+)(?!\.?\d)")
 # A phone number has at most this many groups. A run of more than _MAX_SEARCH groups is a list of numbers (or an
 # attack): only international numbers are looked for in it, so that the work per group stays small.
@@ -197,7 +197,7 @@ def _phone(groups: list[str], digits: list[str], seps: list[str], before: str) -
     number = "".join(digits)
     n = len(number)
     if groups[0].startswith(("+", "(+")):
-        return 8 <= n - " ".join(groups[1:]).count(" (0)") <= 15       # +44 (0)20 ...: the 0 is not dialled
+        return 7 <= n - " ".join(groups[1:]).count(" (0)") <= 15       # +44 (0)20 ...: the 0 is not dialled
     if number.startswith("00"):
         return 10 <= n <= 17 and number[2] != "0"
     if before == "@":                                                    # a WhatsApp mention of a number: @447700900123
@@ -222,7 +222,7 @@ def _phone(groups: list[str], digits: list[str], seps: list[str], before: str) -
 def _numbers(m: "re.Match", card: Optional[str], phone: Optional[str]) -> str:
     """A run of digit groups with its card and phone numbers replaced."""
     run = m[0]
-    if len(run) < 8 or len(_NON_DIGITS.sub("", run)) < 8:      # too short for either: most numbers end here
+    if len(run) < 8 or len(_NON_DIGITS.sub("", run)) < 7:      # too short for either: most numbers end here
         return run
     text = m.string
     parts = _SPLIT.split(run)
@@ -249,7 +249,7 @@ def _numbers(m: "re.Match", card: Optional[str], phone: Optional[str]) -> str:
         international = groups[0][:1] == "+" or groups[0][:2] == "(+"
         starts = list(accumulate(map(len, split), initial=0))[0::2]
         for hit in _ORDINARY.finditer(joined):
-            if hit["date"] or not international:
+            if not international:
                 skip.update(range(bisect.bisect_left(starts, hit.start()), bisect.bisect_left(starts, hit.end())))
     # A group glued to a word is part of it ("B12 +44 ...", "iPhone15 07700 ...", "1990s"), and one after a currency
     # sign or before a percent sign is an amount (£1 000 000 000: with the thousands that follow).
@@ -266,7 +266,7 @@ def _numbers(m: "re.Match", card: Optional[str], phone: Optional[str]) -> str:
     pre = list(accumulate(map(len, digits), initial=0))
     found, i = [], 0
     for s in [*sorted(skip), n]:
-        if pre[s] - pre[i] >= 8:
+        if pre[s] - pre[i] >= 7:
             found += _segment(groups, digits, seps, pre, i, s - 1, before if i == 0 else seps[i - 1], card, phone)
         i = s + 1
     if not found:
@@ -289,7 +289,7 @@ def _segment(groups, digits, seps, pre, i: int, j: int, before: str, card: Optio
         return [(i, j, card)]
     if not phone:
         return []
-    if 8 <= total <= 17 and _phone(groups[i:j + 1], digits[i:j + 1], seps[i:j], before):
+    if 7 <= total <= 17 and _phone(groups[i:j + 1], digits[i:j + 1], seps[i:j], before):
         return [(i, j, phone)]
     if j - i >= _MAX_SEARCH:          # a list of numbers: international ones, each up to the next "+"
         plus = [k for k in range(i, j + 1) if groups[k][:1] == "+"]
@@ -325,7 +325,7 @@ def _longest_phone(groups, digits, seps, pre, a: int, j: int, before: str) -> Op
         last += 1
     for natural in (True, False):
         for b in range(last, a - 1, -1):
-            if pre[b + 1] - pre[a] < 8:
+            if pre[b + 1] - pre[a] < 7:
                 break
             if (b == j or groups[b + 1][:1] in ("+", "(", "0")) == natural and \
                     _phone(groups[a:b + 1], digits[a:b + 1], seps[a:b], before):
@@ -385,7 +385,6 @@ grandad nan nana nanna gran uncle aunt auntie aunty cousin hubby wifey darling s
 _HONORIFICS = frozenset("dr mr mrs ms miss mx prof sir dame lord lady".split())
 _KIN = frozenset("uncle aunt auntie aunty cousin grandma grandpa granny nan nana".split())
 _WORD = re.compile(r"\w+")
-_SENTENCE_START = re.compile(r"(?:^|[.!?\n])\s*$")
 
 
 def first_name(name: str) -> Optional[str]:
@@ -426,9 +425,13 @@ class Pseudonyms:
             key = first.casefold() if first else None
             if key and key not in kept_first and key not in self._mentions:
                 self._mentions[key] = (pseudonym, _is_word(key))
-        alternatives = sorted(self._mentions, key=len, reverse=True)    # "Anu - Office" before "Anu"
-        self._pattern = (re.compile("(?<![\\w@])@?(?:" + "|".join(map(re.escape, alternatives)) + ")(?!\\w)", re.I)
-                         if alternatives else None)
+        # Mentions are looked up by their first word, which is fast whatever the number of names (a regex of a
+        # thousand alternatives tries each of them at every word); longest first: "Anu - Office" before "Anu".
+        self._by_word: dict[str, list[tuple[str, int, str, bool]]] = {}
+        for mention in sorted(self._mentions, key=len, reverse=True):
+            word = _WORD.search(mention)
+            if word:
+                self._by_word.setdefault(word[0], []).append((mention, word.start(), *self._mentions[mention]))
 
     def name(self, name: Optional[str]) -> Optional[str]:
         return self.mapping.get(name, name) if name is not None else None
@@ -438,19 +441,32 @@ class Pseudonyms:
         return self.mapping.get(text) or self.text(text)
 
     def text(self, text: str) -> str:
-        if self._pattern is None:
-            return text
-        return self._pattern.sub(self._replace, text)
+        out, last = [], 0
+        for word in _WORD.finditer(text):
+            for mention, offset, pseudonym, common in self._by_word.get(word[0].casefold(), ()):
+                start, end = word.start() - offset, word.start() - offset + len(mention)
+                if start < last or text[start:end].casefold() != mention or \
+                        (start and (text[start - 1].isalnum() or text[start - 1] == "_")) or \
+                        (end < len(text) and (text[end].isalnum() or text[end] == "_")):
+                    continue
+                if common and not self._written_as_name(text, start, end):
+                    continue
+                out += [text[last:start], pseudonym]
+                last = end
+                break
+        return "".join(out) + text[last:] if out else text
 
-    def _replace(self, m: "re.Match") -> str:
-        found = m[0]
-        at = found.startswith("@")
-        word = found[1:] if at else found
-        pseudonym, common = self._mentions[word.casefold()]
-        if common and not at and not (word[:1].isupper() and word[1:] == word[1:].lower()
-                                      and not _SENTENCE_START.search(m.string, 0, m.start())):
-            return found
-        return ("@" if at else "") + pseudonym
+    @staticmethod
+    def _written_as_name(text: str, start: int, end: int) -> bool:
+        """After "@", or capitalised (not all capitals) and not at the start of a sentence or line."""
+        if start and text[start - 1] == "@":
+            return True
+        found = text[start:end]
+        if not (found[:1].isupper() and found[1:] == found[1:].lower()):
+            return False
+        window = text[max(0, start - 80):start]
+        before = window.rstrip()
+        return bool(before) and before[-1] not in ".!?" and "\n" not in window[len(before):]
 
 
 def _is_word(key: str) -> bool:

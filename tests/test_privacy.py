@@ -75,6 +75,7 @@ SENSITIVE = [
     ("phone", "[[+20 10 1234 5678]] [[+971 50 123 4567]] [[050 123 4567]]"),
     ("phone", "[[+55 11 91234-5678]] [[(11) 91234-5678]]"),
     ("phone", "[[+52 55 1234 5678]] [[+54 9 11 1234-5678]]"),
+    ("phone", "Niue [[+683 7012]], New Caledonia [[+687 20.12.34]]"),
     # e-mail addresses
     ("email", "mail [[sam+tag@mail.co.uk]] please"),
     ("email", "[[Priya.K@Example.COM]]"),
@@ -192,6 +193,7 @@ def test_pseudonyms_replace_names_in_any_case_and_first_names():
 def test_names_that_are_words_are_replaced_only_where_written_as_names():
     p = Pseudonyms(["Will", "May Brown", "Bill", "Sunny Patel", "Mum ❤️", "Jo"])
     assert p.text("Will you ask Will? I will. @will") == "Will you ask Person 1? I will. @Person 1"
+    assert p.text("ok\nWill is here, hi Will\nbye") == "ok\nWill is here, hi Person 1\nbye"
     assert p.text("May I? Ask May, may be late. may brown") == "May I? Ask Person 2, may be late. Person 2"
     assert p.text("paid the bill to Bill. Bill said ok") == "paid the bill to Person 3. Bill said ok"
     assert p.text("sunny day, tell Sunny, SUNNY PATEL") == "sunny day, tell Person 4, Person 4"
