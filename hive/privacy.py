@@ -123,7 +123,8 @@ def strip_urls(text: str) -> str:
     if "<URL>" in text:
         text = _URL_PLACEHOLDER.sub("", text)
     if "://" in text or "." in text:
-        text = _replace(_replace(text, _scheme_urls(text), ""), _domains(text), "")
+        text = _replace(text, _scheme_urls(text), "")
+        text = _replace(text, _domains(text), "")
     return text
 
 

@@ -172,6 +172,7 @@ def test_redaction_is_linear_on_adversarial_text():
 
 def test_strip_urls_follows_the_same_rules_and_removes_placeholders():
     assert strip_urls("see <URL> and youtu.be/x, HTTPS://X.ORG or www.y.com; ok.so") == "see  and ,  or ; ok.so"
+    assert strip_urls("see www.example.com now") == "see  now"
 
 
 def test_first_names():
