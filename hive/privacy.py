@@ -246,12 +246,11 @@ def _numbers(m: "re.Match", card: Optional[str], phone: Optional[str]) -> str:
     # numbers (or an attack), searched from "+" only.
     skip = set() if plain or n > _MAX_SEARCH else {k for k, d in enumerate(digits) if not d}
     joined = "".join(split)
-    if n <= _MAX_SEARCH and ("." in joined or "-" in joined or "/" in joined):
-        international = groups[0][:1] == "+" or groups[0][:2] == "(+"
+    international = groups[0][:1] == "+" or groups[0][:2] == "(+"
+    if n <= _MAX_SEARCH and not international and ("." in joined or "-" in joined or "/" in joined):
         starts = list(accumulate(map(len, split), initial=0))[0::2]
         for hit in _ORDINARY.finditer(joined):
-            if not international:
-                skip.update(range(bisect.bisect_left(starts, hit.start()), bisect.bisect_left(starts, hit.end())))
+            skip.update(range(bisect.bisect_left(starts, hit.start()), bisect.bisect_left(starts, hit.end())))
     # A group glued to a word is part of it ("B12 +44 ...", "iPhone15 07700 ...", "1990s"), and one after a currency
     # sign or before a percent sign is an amount (£1 000 000 000: with the thousands that follow).
     if before.isalnum() or before == "_" or before in _CURRENCY:
