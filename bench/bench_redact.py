@@ -177,8 +177,9 @@ def main(argv=None) -> int:
               f"{old_s / new_s:>9.0f}", flush=True)
 
     messages = chat_messages()
+    chat = "\n".join(messages)
     if messages:
-        text = "\n".join(messages)
+        text = chat
         mb = len(text.encode()) / 1e6
         read, split = read_time(text, args.repeats), median_time(text.split, args.repeats)
         scan = median_time(lambda: WORDS.findall(text), args.repeats)
@@ -218,7 +219,7 @@ def main(argv=None) -> int:
             print(f"{kind:<30}{len(text) / 1e6:>6.1f}{median_time(lambda: find(text), 1):>10.2f}", flush=True)
         if messages:
             seconds = median_time(lambda: [find(m) for m in messages], 1)
-            print(f"{'chat text':<30}{len(text) / 1e6:>6.1f}{seconds:>10.2f}")
+            print(f"{'chat text':<30}{len(chat.encode()) / 1e6:>6.1f}{seconds:>10.2f}")
     return 0
 
 
