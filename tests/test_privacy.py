@@ -261,7 +261,8 @@ def _leaks(folder, needles) -> list[str]:
 def test_nothing_planted_reaches_cleaned_or_final(project, pseudonymize):
     needles = _plant(project) + ["+44 7700 900999", "zed@example.org"]
     assert len(needles) >= 100
-    flags = ["--me", "Sam", "--set", f"extract.pseudonymize={str(pseudonymize).lower()}"]
+    flags = ["--me", "Sam", "--set", f"extract.pseudonymize={str(pseudonymize).lower()}", "--set",
+             "extract.write_plain=true"]
     assert extract.main(flags) == 0
     for mode in ("reply", "sliding"):
         assert convert.main(["--tokenizer", "estimate", "--mode", mode, "--output",
@@ -270,7 +271,10 @@ def test_nothing_planted_reaches_cleaned_or_final(project, pseudonymize):
     assert _leaks(cleaned, needles) == [] and _leaks(final, needles) == []
     text = "\n".join(p.read_text(encoding="utf-8") for p in cleaned.glob("*.jsonl"))
     assert text.count("<PHONE>") >= 2 * sum(m.count("[[") for k, m in SENSITIVE if k == "phone")
-    names = sorted(p.name for p in cleaned.iterdir())
+    training = "".join(p.read_text(encoding="utf-8") for p in final.rglob("*.jsonl"))
+    assert all(p in training for p in ("<PHONE>", "<EMAIL>", "<URL>", "<IBAN>", "<CARD>"))
+    assert "<URL>" not in (final / "sliding" / "p.jsonl").read_text(encoding="utf-8")     # sliding deletes URLs
+    names = sorted(p.name for p in cleaned.iterdir() if p.suffix != ".txt")
     private = project / "private" / "pseudonyms.json"
     if pseudonymize:
         assert names == ["WhatsApp Chat with Person 1.jsonl", "WhatsApp Chat with Person 2.jsonl", "_summary.json"]
