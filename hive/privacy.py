@@ -162,7 +162,8 @@ _SEPS = " \u00a0\u202f.\\-/\u2010-\u2015"
 NUMBER = re.compile(rf"[\d+(][\d()+]*(?:[{_SEPS}][\d()+]+)*")
 _SPLIT = re.compile(rf"([{_SEPS}])")
 _NON_DIGITS = re.compile(r"\D+")
-_DIGIT = re.compile(r"\d")
+# seven characters or more that could be a run with seven digits: the cheap test before the real search
+_LONG_NUMBER = re.compile(rf"[\d+(][\d()+\s{_SEPS}]{{6,}}")
 _NOT_DIGIT = re.compile(rf"[^\d{_SEPS}]+")
 _UNICODE_DASH = re.compile("[\u2010-\u2015]")
 _DASHES = dict.fromkeys(map(ord, "\u2010\u2011\u2012\u2013\u2014\u2015"), "-")
@@ -351,15 +352,14 @@ class Redactor:
         # the checks before each finder are cheap, and most messages fail all of them
         if self.url and ("://" in text or "w." in text or "W." in text):
             text = _replace(text, _scheme_urls(text), PLACEHOLDERS["url"])
-        if self.email and "@" in text:
+        if self.email and "@" in text and _AT_DOMAIN.search(text):
             text = _replace(text, _emails(text), PLACEHOLDERS["email"])
-        if self.url and "." in text:
+        if self.url and "." in text and _TLD.search(text):
             text = _replace(text, _domains(text), PLACEHOLDERS["url"])
-        if (self.iban or self.card or self.phone) and _DIGIT.search(text):
-            if self.iban:
-                text = _replace(text, _ibans(text), PLACEHOLDERS["iban"])
-            if self.card or self.phone:
-                text = NUMBER.sub(self._numbers, text)
+        if self.iban and _IBAN.search(text):
+            text = _replace(text, _ibans(text), PLACEHOLDERS["iban"])
+        if (self.card or self.phone) and _LONG_NUMBER.search(text):
+            text = NUMBER.sub(self._numbers, text)
         return text
 
     def _numbers(self, m: "re.Match") -> str:
