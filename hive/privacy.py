@@ -162,6 +162,7 @@ _SEPS = " \u00a0\u202f.\\-/\u2010-\u2015"
 NUMBER = re.compile(rf"[\d+(][\d()+]*(?:[{_SEPS}][\d()+]+)*")
 _SPLIT = re.compile(rf"([{_SEPS}])")
 _NON_DIGITS = re.compile(r"\D+")
+_DIGIT = re.compile(r"\d")
 # seven characters or more that could be a run with seven digits: the cheap test before the real search
 _LONG_NUMBER = re.compile(rf"[\d+(][\d()+\s{_SEPS}]{{6,}}")
 _NOT_DIGIT = re.compile(rf"[^\d{_SEPS}]+")
@@ -356,10 +357,11 @@ class Redactor:
             text = _replace(text, _emails(text), PLACEHOLDERS["email"])
         if self.url and "." in text and _TLD.search(text):
             text = _replace(text, _domains(text), PLACEHOLDERS["url"])
-        if self.iban and _IBAN.search(text):
-            text = _replace(text, _ibans(text), PLACEHOLDERS["iban"])
-        if (self.card or self.phone) and _LONG_NUMBER.search(text):
-            text = NUMBER.sub(self._numbers, text)
+        if (self.iban or self.card or self.phone) and _DIGIT.search(text):
+            if self.iban and _IBAN.search(text):
+                text = _replace(text, _ibans(text), PLACEHOLDERS["iban"])
+            if (self.card or self.phone) and _LONG_NUMBER.search(text):
+                text = NUMBER.sub(self._numbers, text)
         return text
 
     def _numbers(self, m: "re.Match") -> str:
