@@ -16,6 +16,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from hive import paths
+from hive.privacy import KINDS as REDACT_KINDS
 from hive.errors import ConfigError, HiveError
 
 
@@ -45,13 +46,14 @@ class PathsConfig:
     final: str = "dataset/final/personality.jsonl"
     outputs: str = "outputs"
     exports: str = "exports"
+    private: str = "private"
 
 
 @dataclass
 class ExtractConfig:
     me: list[str] = field(default_factory=list)
     date_order: Literal["auto", "DMY", "MDY", "YMD"] = "auto"
-    redact: list[Literal["url", "email", "phone"]] = field(default_factory=lambda: ["url", "email", "phone"])
+    redact: list[Literal[REDACT_KINDS]] = field(default_factory=lambda: list(REDACT_KINDS))
     pseudonymize: bool = False
     write_plain: bool = False
 

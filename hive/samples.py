@@ -21,7 +21,6 @@ the reply is never cut (the sample is dropped instead). Samples are split into t
 
 import hashlib
 import json
-import re
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from hive import conversations, paths
 from hive.config import Config
 from hive.errors import HiveError, missing_input
 from hive.fileio import write_jsonl
+from hive.privacy import strip_urls
 from hive.tokens import TokenCounter
 
 TEXT_KINDS = ("text", "edited")
@@ -43,8 +43,6 @@ PLACEHOLDERS = {
 }
 KINDS = frozenset((*TEXT_KINDS, *PLACEHOLDERS, "system"))
 FIELDS = ("chat", "timestamp", "sender", "is_me", "kind", "text")
-# The original extract.py deleted URLs; extract.py's redaction leaves <URL> in their place, which goes the same way.
-URL = re.compile(r"https?://\S+|www\.\S+|<URL>")
 
 
 @dataclass
@@ -209,10 +207,10 @@ def _kept_original(chat: Chat, info: Counter) -> list[str]:
         elif text in ("You deleted this message", "<Media omitted>") or "deleted this message" in text.lower() \
                 or text.startswith("<Media omitted>"):
             info["my messages filtered: deleted/media text"] += 1
-        elif not URL.sub("", text).strip():
+        elif not (without_urls := strip_urls(text).strip()):    # the original deleted URLs (also redaction's <URL>)
             info["my messages filtered: only a URL"] += 1
         else:
-            kept.append(URL.sub("", text).strip())
+            kept.append(without_urls)
     return kept
 
 
