@@ -242,12 +242,6 @@ def load(cfg: Config, plan: Plan):
             r=lora.r, lora_alpha=lora.lora_alpha, lora_dropout=lora.lora_dropout,
             target_modules=lora.target_modules, bias=lora.bias, task_type="CAUSAL_LM",
         ))
-        if plan.precision == "fp16":
-            # fp16 training unscales float32 gradients only: a trainable weight that loading left in bf16 (a bf16
-            # checkpoint on a T4) stops the first optimizer step ("not implemented for 'BFloat16'").
-            for param in model.parameters():
-                if param.requires_grad and param.dtype != torch.float32:
-                    param.data = param.data.float()
     # A KV cache would make transformers ignore the per-sample boundaries of padding-free rows.
     model.config.use_cache = False
     choice = templates.apply(tokenizer, cfg.model.chat_template)

@@ -74,7 +74,7 @@ def fake_run(project):
 
 
 @pytest.fixture(scope="session")
-def make_run(smollm2_dir):
+def make_run():
     """A factory of run folders as train.py writes them, on the bundled model, with a LoRA adapter whose B matrices
     are random with standard deviation `std` (the model changes but still ends its replies); std 0 leaves the adapter
     an exact no-op."""
@@ -83,7 +83,9 @@ def make_run(smollm2_dir):
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        base_dir = base_dir or smollm2_dir
+        from hive.models import hf_location
+
+        base_dir = base_dir or hf_location("smollm2-135m")
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
         targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

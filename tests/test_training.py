@@ -429,11 +429,11 @@ def tiny_llama(tmp_path_factory):
     return path
 
 
-def run_train(root, model, *args, **sets):
+def run_train(root, model, *args, env=None, **sets):
     settings = tiny_settings(root, model, **sets)
     argv = [a for k, v in settings.items() for a in ("--set", f"{k}={v}")]
     done = subprocess.run([sys.executable, str(REPO / "train.py"), *argv, *args], capture_output=True, text=True,
-                          cwd=root, timeout=600)
+                          cwd=root, timeout=600, env={**os.environ, **(env or {})})
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     return done.stdout + done.stderr
 
@@ -482,19 +482,24 @@ def test_passes_of_one_batch_give_the_same_step_as_the_whole_batch(tmp_path, tin
     assert [loss for _, loss in logs[48].losses] == pytest.approx([loss for _, loss in logs[0].losses], rel=1e-3)
 
 
+# a T4 as far as precision goes: bench/t4/sitecustomize.py makes torch report no bf16, so training runs in fp16
+T4 = {"EMULATE_T4": "1", "PYTHONPATH": os.pathsep.join([str(REPO / "bench" / "t4"), os.environ.get("PYTHONPATH", "")])}
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not CUDA, reason="needs CUDA")
-@pytest.mark.parametrize("backend", ["unsloth", "transformers"])
-def test_gpu_4bit_training(tmp_path, tiny_llama, backend):
+@pytest.mark.parametrize("backend, t4", [("unsloth", False), ("transformers", False), ("unsloth", True),
+                                         ("transformers", True)])
+def test_gpu_4bit_training(tmp_path, tiny_llama, backend, t4):
     if backend == "unsloth" and importlib.util.find_spec("unsloth") is None:
         pytest.skip("Unsloth is not installed")
     write_samples(tmp_path / "data" / "personality.jsonl", 32)
     write_samples(tmp_path / "data" / "personality.val.jsonl", 4)
-    out = run_train(tmp_path, tiny_llama, "--run", "g", **{"training.backend": backend, "training.max_steps": 4,
-                                                            "model.load_in_4bit": True})
+    out = run_train(tmp_path, tiny_llama, "--run", "g", env=T4 if t4 else None,
+                    **{"training.backend": backend, "training.max_steps": 4, "model.load_in_4bit": True})
     info = runs.load_run(tmp_path / "outputs" / "g", tmp_path / "outputs").record
     assert (info.backend, info.load_in_4bit, info.chat_template) == (backend, True, "chatml")
-    assert info.precision in ("bf16", "fp16") and info.steps == 4 and info.peak_gpu_gib > 0
+    assert info.precision == ("fp16" if t4 else "bf16") and info.steps == 4 and info.peak_gpu_gib > 0
     assert all(math.isfinite(loss) for _, loss in info.losses) and info.eval_loss is not None
     assert (tmp_path / "outputs" / "g" / "final_model" / "adapter_model.safetensors").is_file()
     assert "adamw_8bit" in out
