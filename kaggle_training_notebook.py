@@ -172,7 +172,8 @@ print(f"{WORKING}: {used / 1e9:.1f} of its {kaggle.WORKING_QUOTA / 1e9:.0f} GB q
 # %% [markdown]
 # ## 3. Settings for every stage
 # The packed `training_config.yaml`; then the paths below, the dry run's CPU sizes and your `SETTINGS`.
-# Outputs, exports and the run go to `/kaggle/working` (`HIVE_HOME`); the dataset stays in `/tmp/hive`.
+# Outputs, exports and the run go to `/kaggle/working` (`HIVE_HOME`); the dataset (and, with pseudonyms, the
+# table of real names) stays in `/tmp/hive`.
 
 # %%
 from hive.config import load_config, parse_override
@@ -182,6 +183,7 @@ OVERRIDES = [
     f"paths.raw={RAW}",
     f"paths.cleaned={SCRATCH / 'cleaned'}",
     f"paths.final={SCRATCH / 'final' / 'personality.jsonl'}",
+    f"paths.private={SCRATCH / 'private'}",
     f"paths.outputs={WORKING / 'outputs'}",
     f"paths.exports={SCRATCH / 'exports'}",  # built here, then moved to /kaggle/working (section 8)
     f"extract.me={json.dumps(ME)}",

@@ -20,7 +20,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from hive import extraction, whatsapp
+from hive import extraction, runs, whatsapp
 from hive.errors import HiveError
 
 WORKING_QUOTA = 20 * 10**9  # bytes of files in /kaggle/working that Kaggle keeps
@@ -34,7 +34,6 @@ GGUF_FIX = "gguf==0.19.0"
 BITS_PER_WEIGHT = {"q4_k_m": 5.1, "q5_k_m": 5.9, "q8_0": 8.6, "f16": 16.1, "bf16": 16.1,
                    "merged_16bit": 16.1, "merged_4bit": 5.8}
 _EXPORT_LINES = 200  # lines read to tell a WhatsApp export from any other text file
-_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
 
 # ---------------------------------------------------------------- inputs
@@ -66,32 +65,20 @@ def find_exports(root: Path, skip: tuple[Path, ...] = ()) -> list[Path]:
     return sorted(found)
 
 
-def checkpoint_step(checkpoint: Path) -> int:
-    return int(checkpoint.name.rsplit("-", 1)[-1])
-
-
-def complete_checkpoints(run_dir: Path) -> list[Path]:
-    """The checkpoints of a run that a session did not cut short while saving them (trainer state and adapter
-    weights both written), oldest first."""
-    found = [p for p in Path(run_dir).glob("checkpoint-*") if p.is_dir() and p.name.rsplit("-", 1)[-1].isdigit()
-             and (p / "trainer_state.json").is_file() and any((p / w).is_file() for w in _WEIGHTS)]
-    return sorted(found, key=checkpoint_step)
-
-
 def attached_checkpoints(inputs: Path, run_name: str) -> list[Path]:
-    """Complete checkpoints of run `run_name` in earlier notebook outputs attached as inputs
+    """Complete checkpoints (hive.runs) of run `run_name` in earlier notebook outputs attached as inputs
     (<input>/.../outputs/<run_name>/checkpoint-N), oldest first."""
-    runs = [p for p in Path(inputs).glob(f"**/outputs/{run_name}") if p.is_dir()]
-    return sorted((c for run in runs for c in complete_checkpoints(run)), key=checkpoint_step)
+    found = [p for p in Path(inputs).glob(f"**/outputs/{run_name}") if p.is_dir()]
+    return sorted((c for run in found for c in runs.checkpoints(run)), key=runs.checkpoint_step)
 
 
 def resume_checkpoint(run_dir: Path, inputs: Path) -> Path | None:
     """The newest complete checkpoint of the run, in `run_dir` or attached under `inputs`; an attached one is
     copied into `run_dir` first (inputs are read-only, and training writes beside its checkpoint). None: start."""
     run_dir = Path(run_dir)
-    local, attached = complete_checkpoints(run_dir), attached_checkpoints(inputs, run_dir.name)
-    newest_local = checkpoint_step(local[-1]) if local else -1
-    if not attached or checkpoint_step(attached[-1]) <= newest_local:
+    local, attached = runs.checkpoints(run_dir), attached_checkpoints(inputs, run_dir.name)
+    newest_local = runs.checkpoint_step(local[-1]) if local else -1
+    if not attached or runs.checkpoint_step(attached[-1]) <= newest_local:
         return local[-1] if local else None
     source = attached[-1]
     target = run_dir / source.name
@@ -106,13 +93,13 @@ def resume_checkpoint(run_dir: Path, inputs: Path) -> Path | None:
 
 
 def private_view(run_dir: Path, folder: Path) -> Path:
-    """`folder`: links to everything in `run_dir` except its checkpoints, so that evaluate.py can read the run and
-    write its report (real messages) there instead of in the run folder."""
+    """`folder`: links to everything in `run_dir` except its checkpoints and earlier reports, so that evaluate.py
+    can read the run and write its report (real messages) there instead of in the run folder."""
     folder = Path(folder)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     for entry in sorted(Path(run_dir).iterdir()):
-        if not entry.name.startswith(("checkpoint-", "eval")):
+        if not entry.name.startswith(("checkpoint-", "eval", ".")):
             (folder / entry.name).symlink_to(entry.resolve())
     return folder
 
