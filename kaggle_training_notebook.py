@@ -38,11 +38,11 @@
 # evaluation report in `/kaggle/working`. The model itself can repeat things you wrote: keep the notebook, its
 # outputs and the model private.
 #
-# **Sessions end without warning** (12 hours at most, idle time-outs, the weekly quota). Training saves
-# checkpoints as it goes; to continue, run all cells again in a new session. The training cell resumes from the
-# newest complete checkpoint of run `RUN_NAME` that it finds in `/kaggle/working` (Persistence on) or in an
-# attached earlier version's output (*Add Input -> Your Work -> this notebook*, which appears under
-# `/kaggle/input/.../outputs/<RUN_NAME>/checkpoint-N`).
+# **Sessions end without warning** (12 hours at most, idle time-outs, the weekly quota). Training saves a
+# checkpoint every `training.save_minutes` and every `training.save_steps`; to continue, run all cells again in a
+# new session. The training cell resumes from the newest complete checkpoint of run `RUN_NAME` that it finds in
+# `/kaggle/working` (Persistence on) or in an attached earlier version's output (*Add Input -> Your Work -> this
+# notebook*, which appears under `/kaggle/input/.../outputs/<RUN_NAME>/checkpoint-N`).
 #
 # Command-line users: this file is plain Python (`python kaggle_training_notebook.py` beside a Hive checkout), and
 # `HIVE_DRY_RUN=1 python kaggle_training_notebook.py` runs the same cells on CPU with a tiny bundled model and the
