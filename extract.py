@@ -35,19 +35,17 @@ def main(argv=None) -> int:
     print(f"\nme: {', '.join(result.me.names)} ({result.me.reason})")
     for line in result.me.evidence:
         print(f"  evidence: {line}")
+    if result.removed:
+        print(f"\nremoved {len(result.removed)} temporary file(s) that an interrupted run left in {result.output}")
     if result.stale:
         print(f"\nwarning: {len(result.stale)} older file(s) in {result.output} are not from this run and convert.py "
               f"will read them too; delete them if their exports are gone: {', '.join(result.stale[:5])}")
-    kinds: dict = {}
-    for chat in result.written:
-        for kind, n in chat.kinds.items():
-            kinds[kind] = kinds.get(kind, 0) + n
     cli.print_summary("extract", {
         "chats written": len(result.written),
         "files skipped": len(result.skipped),
         "messages": sum(c.messages for c in result.written),
         "my messages": sum(c.my_messages for c in result.written),
-        "by kind": ", ".join(f"{k} {n:,}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])),
+        "by kind": ", ".join(f"{k} {n:,}" for k, n in result.kinds.most_common()),
         "output": str(result.output),
         "summary": str(result.summary_path),
     }, next_command="python convert.py", started=started)

@@ -84,19 +84,19 @@ def test_zips_of_the_same_base_name_do_not_collide_and_bad_files_are_skipped(raw
     assert extract.main(["--me", "Sam", "--me", "Alice"]) == 0
     cleaned = project / "dataset" / "cleaned"
     assert sorted(p.name for p in cleaned.glob("*.jsonl")) == [
-        "WhatsApp Chat - Hiking Club.jsonl", "chat (b).jsonl", "chat.jsonl",
+        "WhatsApp Chat - Hiking Club.jsonl", "chat (b).jsonl", "chat.jsonl", "latin1.jsonl",
         "old_WhatsApp Chat - Hiking Club.jsonl", "utf16_bom.jsonl"]
     reasons = {f["source"]: f["reason"] for f in summary(project)["files"] if f["status"] == "skipped"}
     assert reasons == {
         "binary.txt": "binary file (contains NUL bytes)", "broken.zip": reasons["broken.zip"],
-        "empty.txt": "empty file", "latin1.txt": "not UTF-8 or UTF-16 text (a WhatsApp export is UTF-8)",
-        "not_an_export.txt": reasons["not_an_export.txt"]}
+        "empty.txt": "empty file", "not_an_export.txt": reasons["not_an_export.txt"]}
     assert reasons["broken.zip"].startswith("broken zip") and "no WhatsApp message header" in reasons[
         "not_an_export.txt"]
     assert "skipped: empty file" in capsys.readouterr().out
     ios = rows(project, "WhatsApp Chat - Hiking Club")
     assert [r["text"] for r in ios if r["is_me"]] == ["You deleted this message.", "see you at the top", "two\nlines"]
     assert rows(project, "utf16_bom")[0]["is_me"] is True                   # Alice
+    assert rows(project, "latin1")[0]["sender"] == "Zoë"                   # Latin-1 reads as Windows-1252
 
 
 def test_me_detected_from_iphone_one_to_one_chat(raw, project):
