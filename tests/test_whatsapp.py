@@ -298,3 +298,43 @@ def test_parser_imports_only_the_standard_library():
     code = "import sys, hive.whatsapp, hive.privacy; print(sorted({'yaml', 'pandas', 'torch', 'numpy'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=DIR.parents[2])
     assert out.stdout.strip() == "[]"
+
+
+def detected(text: str) -> whatsapp.Detected:
+    return whatsapp.detect(io.StringIO(text))
+
+
+def test_date_order_pools_the_evidence_of_files_of_the_same_format():
+    files = {
+        "decisive.txt": detected("24/03/2024, 10:00 - A: x\n"),
+        "short.txt": detected("01/02/2024, 10:00 - A: x\n"),
+        "unpadded.txt": detected("1/2/2024, 10:00 - A: x\n"),          # another locale: not zero-padded
+        "iphone.txt": detected("[01/02/2024, 10:00:00] A: x\n"),        # another header shape
+        "year-first.txt": detected("2024/02/01, 10:00 - A: x\n"),
+    }
+    orders = whatsapp.DateOrders(files)
+    assert {name: orders.format(name).date_order_reason for name in files} == {
+        "decisive.txt": "day > 12 in 24/03/2024",
+        "short.txt": "decided by file decisive.txt (day > 12 in 24/03/2024)",
+        "unpadded.txt": whatsapp._GUESSED, "iphone.txt": whatsapp._GUESSED, "year-first.txt": "year first"}
+    more = whatsapp.DateOrders({**files, "later.txt": detected("25/12/2024, 10:00 - A: x\n")})
+    assert more.format("short.txt").date_order_reason == \
+        "from 2 other files of this format (first: decisive.txt, day > 12 in 24/03/2024)"
+    # extract.date_order overrides the other files, never a file's own evidence
+    configured = whatsapp.DateOrders(files, "MDY")
+    assert [configured.format(n).date_order for n in ("decisive.txt", "short.txt")] == ["DMY", "MDY"]
+
+
+def test_date_order_from_the_chronology_of_all_undecided_files_and_disagreeing_files():
+    back_in_mdy = "02/01/2024, 10:00 - A: x\n01/02/2024, 10:00 - A: x\n"     # DMY: 2 Jan -> 1 Feb; MDY goes back
+    back_in_dmy = "05/06/2024, 10:00 - A: x\n07/05/2024, 10:00 - A: x\n"
+    files = {"a.txt": detected(back_in_mdy), "b.txt": detected(back_in_dmy), "c.txt": detected(back_in_mdy)}
+    orders = whatsapp.DateOrders(files)
+    assert (orders.format("b.txt").date_order, orders.format("b.txt").date_order_reason) == (
+        "DMY", "chronology of 3 files of this format (steps back in time: DMY 1, MDY 2)")
+    alone = whatsapp.DateOrders({"b.txt": files["b.txt"]}).format("b.txt")
+    assert (alone.date_order, alone.date_order_reason) == ("MDY", "chronology (steps back in time: DMY 1, MDY 0)")
+    disagree = whatsapp.DateOrders({**files, "d.txt": detected("24/03/2024, 10:00 - A: x\n"),
+                                    "m.txt": detected("03/24/2024, 10:00 - A: x\n")}).format("b.txt")
+    assert (disagree.date_order, disagree.date_order_reason) == (
+        "MDY", "chronology (steps back in time: DMY 1, MDY 0); files of this format disagree (DMY: d.txt, MDY: m.txt)")
