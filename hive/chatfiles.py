@@ -84,7 +84,8 @@ def _zip_sources(path: Path, rel: Path, zips: contextlib.ExitStack) -> list[Sour
 
     try:
         zf = zips.enter_context(zipfile.ZipFile(path))
-        infos = [i for i in zf.infolist() if not i.is_dir() and i.filename.lower().endswith(".txt")
+        # (a name ending in .txt is no folder; ZipInfo.is_dir fails on an empty name)
+        infos = [i for i in zf.infolist() if i.filename.lower().endswith(".txt")
                  and not i.filename.startswith("__MACOSX/")]
     except UnicodeDecodeError as e:
         return problem(f"a file name inside the zip is not valid UTF-8 ({e.reason}); {_UNZIP_YOURSELF}")
