@@ -21,6 +21,8 @@ from typing import Iterable, Iterator
 # The temporary files of this process that are not yet renamed or removed: never stale, even when a dead process of
 # an earlier run had the same pid (a container's first process always has pid 1).
 _IN_FLIGHT: set[str] = set()
+_HOOKED: list[bool] = []        # sigterm_exits' fork hooks are registered (once per process)
+_ACTIVE: list[bool] = []        # one entry per sigterm_exits in progress; the fork hooks act only then
 _TEMP_NAME = re.compile(r"\A\..*\.hive-(\d+)-[a-z0-9_]+\.tmp\Z", re.DOTALL)
 # Long output names are cut in the temporary name, which must stay below the file system's 255 bytes.
 _NAME_BYTES = 100
@@ -74,24 +76,48 @@ def _running(pid: int) -> bool:
 def sigterm_exits() -> Iterator[None]:
     """While active, SIGTERM (`kill PID`, a container or job scheduler stopping the run) raises SystemExit in the main
     thread, so every atomic_write in flight removes its temporary file and `finally` blocks run before the process
-    exits with status 143. Without it, SIGTERM ends Python at once and leaves the temporary files behind."""
+    exits with status 143. Without it, SIGTERM ends Python at once and leaves the temporary files behind.
+
+    Processes forked meanwhile (multiprocessing workers) keep SIGTERM's default: their parent cleans up, and
+    multiprocessing's Pool.terminate relies on SIGTERM ending a worker wherever it waits. SIGTERM is blocked across
+    fork() so that one sent to a new worker before it has reset its handler is not lost (Python drops signals that
+    arrive in a child before its signal state is reset)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    owner = os.getpid()
 
     def exit_cleanly(signum, frame):
-        if os.getpid() != owner:    # a forked worker: its parent cleans up
-            os._exit(SIGTERM_EXIT)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)    # a second SIGTERM must not interrupt the clean-up
         print("terminated (SIGTERM): removing temporary files", file=sys.stderr, flush=True)
         raise SystemExit(SIGTERM_EXIT)
 
+    if not _HOOKED and hasattr(os, "register_at_fork"):     # no fork on Windows
+        os.register_at_fork(before=_block_sigterm, after_in_parent=_unblock_sigterm, after_in_child=_default_sigterm)
+        _HOOKED.append(True)
     previous = signal.signal(signal.SIGTERM, exit_cleanly)
+    _ACTIVE.append(True)
     try:
         yield
     finally:
+        _ACTIVE.pop()
         signal.signal(signal.SIGTERM, previous)
+
+
+def _block_sigterm() -> None:
+    if _ACTIVE:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+
+def _unblock_sigterm() -> None:
+    if _ACTIVE:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+def _default_sigterm() -> None:
+    if _ACTIVE:
+        _ACTIVE.clear()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 @contextlib.contextmanager

@@ -374,3 +374,23 @@ def test_a_50_mb_line_is_parsed_in_bounded_memory(tmp_path):
     peak_mb = int(proc.stdout.split()[-1])
     assert peak_mb < 120, f"peak {peak_mb} MB for a 50 MB line"     # whole line in memory: 200 MB and more
     assert "1 line(s) longer than 131,072 characters cut there" in proc.stdout
+
+
+def test_workers_forked_during_a_run_keep_the_default_sigterm(tmp_path):
+    """Pool.terminate ends workers with SIGTERM wherever they wait (even on a lock it holds itself): a worker must not
+    inherit the parent's clean-up handler, nor lose a SIGTERM that arrives while it starts (it is blocked until the
+    worker has the default handler again)."""
+    import multiprocessing
+
+    from hive import fileio
+
+    with fileio.sigterm_exits():
+        assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None)
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            handler, blocked = pool.apply(_signal_state)
+        assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    assert (handler, blocked) == (signal.SIG_DFL, False)
+
+
+def _signal_state():
+    return signal.getsignal(signal.SIGTERM), signal.SIGTERM in signal.pthread_sigmask(signal.SIG_BLOCK, [])
