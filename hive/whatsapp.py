@@ -132,21 +132,15 @@ class Shape:
     def platform(self) -> str:
         return "iphone" if self.open else "android" if self.close == " - " else "iphone-old"
 
-    def header_pattern(self, groups: bool = True) -> str:
-        """The header of this shape; with `groups`, group 1 is the date and group 2 the time."""
+    def regex(self) -> "re.Pattern":
+        """The compiled header pattern of this shape: group 1 is the date, group 2 the time."""
         sep = re.escape(self.sep) + self.sp
         year = rf"\d{{{self.year_digits}}}"
         date = rf"{year}{sep}\d{{1,2}}{sep}\d{{1,2}}" if self.year_first else rf"\d{{1,2}}{sep}\d{{1,2}}{sep}{year}"
         t = re.escape(self.tsep)
         time = rf"\d{{1,2}}{t}\d{{2}}" + (rf"{t}\d{{2}}" if self.seconds else "") + (_SP + _AMPM if self.ampm else "")
-        if groups:
-            date, time = f"({date})", f"({time})"
-        return (r"[\u200e\u200f]?" + (r"\[" if self.open else "") + f"{date}{re.escape(self.dot)}{self.comma}{_SP}"
-                f"{time}{re.escape(self.close)}")
-
-    def regex(self) -> "re.Pattern":
-        """One compiled header pattern: group 1 the date, group 2 the time."""
-        return re.compile(self.header_pattern())
+        return re.compile(r"[\u200e\u200f]?" + (r"\[" if self.open else "") + f"({date}){re.escape(self.dot)}"
+                          f"{self.comma}{_SP}({time}){re.escape(self.close)}")
 
 
 def _shape_of(m: "re.Match") -> Shape:
