@@ -486,6 +486,16 @@ _SAME_EITHER_WAY = "every date reads the same either way"
 OWN_DATE_EVIDENCE = ("day > 12", "second field > 12", "year first", _SAME_EITHER_WAY)
 
 
+@dataclass
+class _Pool:
+    """The date evidence of the files of one header shape and padding style."""
+
+    shown: Counter = field(default_factory=Counter)     # order -> files whose dates show it
+    first: dict = field(default_factory=dict)           # order -> (rank, file, evidence) of the first such file
+    undecided: int = 0                                  # files whose dates do not show it ...
+    backwards: Counter = field(default_factory=Counter)     # ... and their steps back in time in each order
+
+
 class DateOrders:
     """The date order of every file of a run, each with the evidence that decided it (Format.date_order_reason).
 
@@ -495,13 +505,16 @@ class DateOrders:
 
     def __init__(self, files: "dict[str, Detected]", configured: str = "auto"):
         self.files, self.configured = files, configured
-        self._rank = {name: i for i, name in enumerate(files)}
-        # shape -> padding style -> files: evidence is pooled over the (few) styles that do not contradict a file's
-        self._decisive: dict[Shape, dict[tuple, list[tuple[str, DateEvidence]]]] = {}
-        self._undecided: dict[Shape, dict[tuple, list[tuple[str, DateEvidence]]]] = {}
-        for name, d in files.items():
-            pools = self._decisive if d.evidence.decided else self._undecided
-            pools.setdefault(d.shape, {}).setdefault(d.evidence.padded, []).append((name, d.evidence))
+        # shape -> padding style -> pool: a file's evidence comes from the (few) styles that do not contradict its own
+        self._pools: dict[Shape, dict[tuple, _Pool]] = {}
+        for rank, (name, d) in enumerate(files.items()):
+            pool = self._pools.setdefault(d.shape, {}).setdefault(d.evidence.padded, _Pool())
+            if d.evidence.decided:
+                pool.shown[d.evidence.decided] += 1
+                pool.first.setdefault(d.evidence.decided, (rank, name, d.evidence))
+            else:
+                pool.undecided += 1
+                pool.backwards.update(d.evidence.backwards)
 
     def format(self, name: str) -> Format:
         """The Format of file `name` (one of those given)."""
@@ -517,36 +530,30 @@ class DateOrders:
             return evidence.decided, evidence.reason()
         if self.configured in ("DMY", "MDY"):      # YMD needs no setting: a 4-digit first field is always detected
             return self.configured, "extract.date_order"
-        decisive = self._pool(self._decisive, shape, evidence.padded)
-        by_order = {order: [(n, e) for n, e in decisive if e.decided == order] for order in ("DMY", "MDY")}
+        pools = [pool for style, pool in self._pools.get(shape, {}).items() if _compatible(style, evidence.padded)]
+        shown = sum((pool.shown for pool in pools), Counter())
+        first = {order: min(pool.first[order] for pool in pools if order in pool.first) for order in shown}
         note = ""
-        if all(by_order.values()):
-            note = "; files of this format disagree (DMY: {}, MDY: {})".format(
-                *(by_order[o][0][0] for o in ("DMY", "MDY")))
-            undecided = [(name, evidence)]
-        elif decisive:
-            order = decisive[0][1].decided
-            first, e = decisive[0]
-            if len(decisive) == 1:
-                return order, f"decided by file {first} ({e.reason()})"
-            return order, f"from {len(decisive)} other files of this format (first: {first}, {e.reason()})"
+        if len(shown) == 2:
+            note = f"; files of this format disagree (DMY: {first['DMY'][1]}, MDY: {first['MDY'][1]})"
+            files, backwards = 1, evidence.backwards
+        elif shown:
+            [(order, n)] = shown.items()
+            _, file, e = first[order]
+            if n == 1:
+                return order, f"decided by file {file} ({e.reason()})"
+            return order, f"from {n} other files of this format (first: {file}, {e.reason()})"
         else:
-            undecided = self._pool(self._undecided, shape, evidence.padded)
-            if name not in [n for n, _ in undecided]:
-                undecided.append((name, evidence))
+            files, backwards = sum(pool.undecided for pool in pools), sum((pool.backwards for pool in pools), Counter())
+            if name not in self.files:
+                files, backwards = files + 1, backwards + Counter(evidence.backwards)
         if not evidence.ambiguous:
             return "DMY", _SAME_EITHER_WAY + note
-        dmy = sum(e.backwards["DMY"] for _, e in undecided)
-        mdy = sum(e.backwards["MDY"] for _, e in undecided)
+        dmy, mdy = backwards["DMY"], backwards["MDY"]
         if dmy == mdy:
             return "DMY", _GUESSED + note
-        of = f" of {len(undecided)} files of this format" if len(undecided) > 1 else ""
+        of = f" of {files} files of this format" if files > 1 else ""
         return ("DMY" if dmy < mdy else "MDY"), f"chronology{of} (steps back in time: DMY {dmy}, MDY {mdy})" + note
-
-    def _pool(self, pools: dict, shape: Shape, padded: tuple) -> list:
-        """The files of `shape` whose padding does not contradict `padded`, in the run's order."""
-        found = [f for style, files in pools.get(shape, {}).items() if _compatible(style, padded) for f in files]
-        return sorted(found, key=lambda f: self._rank[f[0]])
 
     def with_other_formats(self, fmt: Format, stats: "ParseStats") -> Optional[Format]:
         """`fmt` plus the header formats of other shapes that a parse with it found to be message headers, or None
