@@ -7,8 +7,9 @@ participant, classified (text, media, deleted, ...), with URLs, e-mails and phon
     python extract.py --jobs 1                          # one process (default: an export of 8 MB or more is read
                                                         # by one process per core, at most 4)
 
-Put exported chats (.txt, or the .zip WhatsApp makes; any sub-folder) in dataset/raw first.
-Writes <chat>.jsonl per chat and _summary.json (format, date order, kinds, senders, who is "me" and why).
+Put exported chats (.txt, or the .zip WhatsApp makes; any sub-folder) in dataset/raw first; the output folder must
+lie outside it. Writes <chat>.jsonl per chat and _summary.json (per file: format, date order and what decided it,
+kinds, senders, notes, or why it was skipped; who is "me" and why).
 """
 
 import sys

@@ -367,8 +367,8 @@ def test_a_50_mb_line_is_parsed_in_bounded_memory(tmp_path):
         for _ in range(50):
             f.write("é" * 2**19)                            # 50 MiB of UTF-8, 25 M characters on one line
         f.write("\n14/03/2024, 22:42 - Priya: bye\n")
-    code = ("import resource, sys, extract; extract.main(sys.argv[1:]); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
+    code = ("import resource, sys, extract; extract.main(sys.argv[1:]); print(resource.getrusage("
+            "resource.RUSAGE_SELF).ru_maxrss // (2**20 if sys.platform == 'darwin' else 2**10))")   # bytes on macOS
     proc = subprocess.run([sys.executable, "-c", code, "--input", str(raw), "--output", str(tmp_path / "out"), "--me",
                            "Sam", "--jobs", "1"], capture_output=True, text=True, cwd=REPO, check=True)
     peak_mb = int(proc.stdout.split()[-1])
