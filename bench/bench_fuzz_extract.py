@@ -37,9 +37,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "whatsapp"
 
-HEADS = ["{d}/03/2024, 22:{m} - ", "3/{d}/24, 10:{m}\u202fPM - ", "[{d}/03/2024, 22:{m}:05] ", "[3/{d}/24, 9:{m}:00 PM] ",
-         "{d}.03.24, 22:{m} - ", "{d}-03-2024 08:{m} - ", "2024-03-{d}, 6:{m} p.m. - ", "{d}/06/16 10:{m}:59: ",
-         "{d}/3/24 12:{m} a.\u00a0m. - ", "\u200e[{d}/03/2024, 22:{m}:05] ", "24/04/2018, 27:75 - ", ""]
+HEADS = ["{d}/03/2024, 22:{m} - ", "3/{d}/24, 10:{m}\u202fPM - ", "[{d}/03/2024, 22:{m}:05] ",
+         "[3/{d}/24, 9:{m}:00 PM] ", "{d}.03.24, 22:{m} - ", "{d}-03-2024 08:{m} - ", "2024-03-{d}, 6:{m} p.m. - ",
+         "{d}/06/16 10:{m}:59: ", "{d}/3/24 12:{m} a.\u00a0m. - ", "\u200e[{d}/03/2024, 22:{m}:05] ",
+         "24/04/2018, 27:75 - ", ""]
 SENDERS = ["Sam", "Priya", "Omar", "~\u202fKaran", "\u202a+91 98470 12345\u202c", "Anu - Office", "Ammu :)", ""]
 BODIES = ["hi", "see you at 5", "<Media omitted>", "IMG-20240314-WA0004.jpg (file attached)", "\u200eimage omitted",
           "Report.pdf • \u200e4 pages \u200e<attached: 00000008-Report.pdf>", "This message was deleted",
@@ -97,7 +98,7 @@ def zip_input(rng: random.Random, seeds: list) -> bytes:
         for name in rng.sample(["_chat.txt", "a.txt", "sub/b.txt", "é.txt"], rng.randint(1, 3)):
             zf.writestr(name, text_input(rng, seeds) if rng.random() < 0.5 else generated_chat(rng))
         if rng.random() < 0.5:
-            zf.writestr("00000014-PHOTO-2024-03-14.jpg", b"\xff\xd8\xff\xe0" + bytes(rng.randrange(256) for _ in range(64)))
+            zf.writestr("00000014-PHOTO-2024-03-14.jpg", b"\xff\xd8\xff\xe0" + rng.randbytes(64))
     data = bytearray(buffer.getvalue())
     headers = [m.start() for m in re.finditer(b"PK\x01\x02", data)]
     for _ in range(rng.choice([0, 0, 1, 2])):
@@ -241,7 +242,8 @@ def main(argv=None) -> int:
     results = [run_version("this checkout", REPO, args)]
     if args.baseline != "none":
         with tempfile.TemporaryDirectory() as folder:
-            archive = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline], capture_output=True, check=True)
+            archive = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline], capture_output=True,
+                                     check=True)
             subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
             results.append(run_version(f"baseline {args.baseline}", Path(folder), args))
 

@@ -412,7 +412,7 @@ def _check_folders(raw: Path, out: Path) -> None:
     """Refuse an output folder that overlaps the input (extract would write among, or over, the exports) or that
     cannot be written, before any work."""
     r, o = raw.resolve(), out.resolve()
-    if r == o or r in o.parents or o in r.parents:
+    if _within(o, r) or _within(r, o):
         raise HiveError(f"the output folder {out} and the input folder {raw} overlap: extract never writes where your "
                         f"exports are; pass an --output outside the input (default dataset/cleaned)")
     if o.exists() and not o.is_dir():
@@ -424,6 +424,12 @@ def _check_folders(raw: Path, out: Path) -> None:
     except OSError as e:
         raise HiveError(f"cannot write in the output folder {out} ({e.strerror}); pass --output DIR, a folder you "
                         f"can write (paths.cleaned)") from None
+
+
+def _within(folder: Path, other: Path) -> bool:
+    """Whether `folder` is `other` or lies inside it, compared as the same folder on disk (links, bind mounts and
+    case-insensitive names included)."""
+    return other.exists() and any(p.exists() and os.path.samefile(p, other) for p in (folder, *folder.parents))
 
 
 def run(cfg: Config, progress: bool = True, jobs: Optional[int] = None) -> ExtractResult:

@@ -56,12 +56,23 @@ def test_overlapping_input_and_output_are_refused_and_the_input_is_untouched(tmp
     assert snapshot(tmp_path) == before
 
 
+def test_an_output_that_reaches_the_input_through_a_link_is_refused(tmp_path, capsys):
+    src = tmp_path / "exports"
+    src.mkdir()
+    (src / "c.txt").write_text(CHAT, encoding="utf-8")
+    (tmp_path / "alias").symlink_to(src)
+    argv = ["--input", str(src), "--output", str(tmp_path / "alias" / "out"), "--me", "Sam"]
+    assert run(lambda: extract.main(argv)) == 1
+    assert "overlap" in capsys.readouterr().err and sorted(p.name for p in src.iterdir()) == ["c.txt"]
+
+
 def test_an_output_that_is_a_file_is_one_line(tmp_path, capsys):
     src = tmp_path / "exports"
     src.mkdir()
     (src / "c.txt").write_text(CHAT, encoding="utf-8")
     (tmp_path / "out.txt").write_text("")
-    for out, says in [(tmp_path / "out.txt", "is a file, not a folder"), (tmp_path / "out.txt" / "sub", "cannot write")]:
+    for out, says in [(tmp_path / "out.txt", "is a file, not a folder"),
+                      (tmp_path / "out.txt" / "sub", "cannot write")]:
         assert run(lambda: extract.main(["--input", str(src), "--output", str(out), "--me", "Sam"])) == 1
         err = capsys.readouterr().err
         assert says in err and err.count("\n") == 1, err
@@ -92,8 +103,9 @@ def write_big_export(path: Path, messages: int) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for i in range(messages):
             day, minute = 1 + i // 1440 % 28, i % 1440
+            more = "\nand a second line" if i % 7 == 0 else ""
             f.write(f"{day:02d}/03/2024, {minute // 60:02d}:{minute % 60:02d} - {'Sam' if i % 3 else 'Priya'}: "
-                    f"message number {i} with some words of chat text{chr(10) + 'and a second line' if i % 7 == 0 else ''}\n")
+                    f"message number {i} with some words of chat text{more}\n")
 
 
 def start_extract(raw: Path, out: Path) -> subprocess.Popen:
