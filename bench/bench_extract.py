@@ -117,10 +117,11 @@ def checkout(rev: str):
 
 
 def zip_input(members: int) -> Path:
-    """/tmp/hive_bench/zip<members>/chats.zip: `members` chitchat chats as Android exports in one zip."""
+    """/tmp/hive_bench_zip<members>/chats.zip: `members` chitchat chats as Android exports in one zip (not under
+    /tmp/hive_bench: the default export's folder is what the plain benchmark reads)."""
     from chitchat_exports import android_lines, iter_chats
 
-    path = Path(f"/tmp/hive_bench/zip{members}/chats.zip")
+    path = Path(f"/tmp/hive_bench_zip{members}/chats.zip")
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -130,8 +131,8 @@ def zip_input(members: int) -> Path:
 
 
 def long_line_input(mb: int) -> Path:
-    """/tmp/hive_bench/line<mb>/chat.txt: three messages, the middle one a single line of `mb` MB."""
-    path = Path(f"/tmp/hive_bench/line{mb}/chat.txt")
+    """/tmp/hive_bench_line<mb>/chat.txt: three messages, the middle one a single line of `mb` MB."""
+    path = Path(f"/tmp/hive_bench_line{mb}/chat.txt")
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", encoding="utf-8") as f:
