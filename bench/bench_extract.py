@@ -130,13 +130,13 @@ def zip_input(members: int) -> Path:
     return path
 
 
-def long_line_input(mb: int) -> Path:
-    """/tmp/hive_bench_line<mb>/chat.txt: three messages, the middle one a single line of `mb` MB."""
+def long_line_input(mb: int, me: str) -> Path:
+    """/tmp/hive_bench_line<mb>/chat.txt: three messages, the middle one (by `me`) a single line of `mb` MB."""
     path = Path(f"/tmp/hive_bench_line{mb}/chat.txt")
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", encoding="utf-8") as f:
-            f.write("14/03/2024, 22:40 - Priya A.: hi\n14/03/2024, 22:41 - Alex B.: ")
+            f.write(f"14/03/2024, 22:40 - Priya A.: hi\n14/03/2024, 22:41 - {me}: ")
             for _ in range(mb):
                 f.write("a long line of chat text, " * 40329 + "x" * 2)     # 1,048,556 bytes
             f.write("\n14/03/2024, 22:42 - Priya A.: bye\n")
@@ -166,10 +166,11 @@ def main(argv=None) -> int:
 
     from chitchat_exports import REFERENCE_SENDER, friend_name, write_single
 
+    me = friend_name(REFERENCE_SENDER)
     if args.zip_members:
         folder = zip_input(args.zip_members).parent
     elif args.long_line_mb:
-        folder = long_line_input(args.long_line_mb).parent
+        folder = long_line_input(args.long_line_mb, me).parent
     else:
         if not args.input.exists():
             print(f"rendering {args.input} ({args.min_lines:,} lines) from chitchat-dataset ...", flush=True)
@@ -179,7 +180,6 @@ def main(argv=None) -> int:
     print(f"input: {folder} ({', '.join(p.name for p in folder.iterdir())}, {size / 1e6:.0f} MB)", flush=True)
 
     load_before = os.getloadavg()
-    me = friend_name(REFERENCE_SENDER)
     results = {f"hive extract.py --jobs {jobs}": bench_hive(REPO, folder, me, args.runs, jobs)
                for jobs in args.jobs.split(",")}
     if args.baseline:
