@@ -29,11 +29,15 @@ _NAME_BYTES = 100
 SIGTERM_EXIT = 128 + signal.SIGTERM
 
 
+def _prefix(name: str) -> str:
+    short = name.encode("utf-8", "surrogateescape")[:_NAME_BYTES].decode("utf-8", "ignore")
+    return f".{short}.hive-{os.getpid()}-"
+
+
 def temp_file(folder: str | os.PathLike, name: str) -> tuple[int, str]:
     """A new empty temporary file in `folder` for the output `name`: (open descriptor, path). The caller renames or
     removes it and then calls forget_temp(path)."""
-    short = name.encode("utf-8", "surrogateescape")[:_NAME_BYTES].decode("utf-8", "ignore")
-    fd, path = tempfile.mkstemp(prefix=f".{short}.hive-{os.getpid()}-", suffix=".tmp", dir=folder)
+    fd, path = tempfile.mkstemp(prefix=_prefix(name), suffix=".tmp", dir=folder)
     _IN_FLIGHT.add(os.path.abspath(path))
     return fd, path
 
@@ -45,18 +49,29 @@ def forget_temp(path: str) -> None:
         os.unlink(path)
 
 
+def temp_dir(folder: str | os.PathLike, name: str) -> Path:
+    """A new hidden folder in `folder` for building `name` (an export, say) before it is renamed into place; its name
+    says which process made it, so remove_stale_temps can tell a killed run's from a running one's."""
+    path = Path(tempfile.mkdtemp(prefix=_prefix(name), suffix=".tmp", dir=folder))
+    _IN_FLIGHT.add(os.path.abspath(path))
+    return path
+
+
 def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
-    """Remove the temporary files that killed runs (of any stage) left in `folder`: only names that temp_file makes,
-    and only when the process that made them is no longer running. Returns the files removed."""
+    """Remove the temporary files (and folders: temp_dir) that killed runs of any stage left in `folder`: only names
+    that temp_file and temp_dir make, and only when the process that made them is no longer running. Returns them."""
     removed = []
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         for entry in os.scandir(folder):
             m = _TEMP_NAME.match(entry.name)
-            if m and entry.is_file(follow_symlinks=False) and os.path.abspath(entry.path) not in _IN_FLIGHT \
-                    and not _running(int(m[1])):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
+            if m and os.path.abspath(entry.path) not in _IN_FLIGHT and not _running(int(m[1])):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
                     removed.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                        removed.append(Path(entry.path))
     return removed
 
 
@@ -170,7 +185,7 @@ def replace_dir(new: str | os.PathLike, final: str | os.PathLike) -> None:
     new, final = Path(new), Path(final)
     old = None
     if final.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+        old = temp_dir(final.parent, f"{final.name}.old")
         os.replace(final, old / final.name)
     try:
         os.replace(new, final)
