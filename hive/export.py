@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,7 +265,8 @@ def export_run(run: runs.Run, cfg, name: str, formats: list[str], quantizations:
         parts = derive_parts(tokenizer)
         template, stops = go_template(parts), stop_tokens(parts, tokenizer)
     exports.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=exports))
+    fileio.remove_stale_temps(exports)  # what a killed export left: merged weights and GGUFs, gigabytes
+    work = fileio.temp_dir(exports, name)
     try:
         built = _build(run, cfg, name, formats, quantizations, work, result, template, stops, max_seq_length)
         for artifact, verify in built:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from hive import conversations, paths
+from hive import conversations, fileio, paths
 from hive.config import Config
 from hive.errors import HiveError, missing_input
 from hive.fileio import write_jsonl
@@ -335,6 +335,7 @@ def convert(cfg: Config, chats: list[Chat], output: Path, counter: TokenCounter)
         reasons = ", ".join(f"{reason} {n:,}" for reason, n in result.drops.most_common()) or "no reply of mine"
         raise HiveError(f"no training sample could be built (dropped: {reasons}); {output} was left as it was. Check "
                         f"extract.me and model.max_seq_length, then run convert.py again")
+    fileio.remove_stale_temps(output.parent)  # a killed run's half-written samples hold chat text
     write_jsonl(output, result.train)
     write_jsonl(paths.validation_file(output), result.validation)
     return result

@@ -441,7 +441,7 @@ def start(cfg: Config, resume: str | None) -> Session:
     session = Session(plan, train_file, val_file, run_dir, checkpoint, created)
     say, t = session.say, cfg.training
     if plan.is_main and run_dir.exists():
-        gone = runs.remove_incomplete(run_dir)
+        gone = runs.remove_incomplete(run_dir) + [p.name for p in fileio.remove_stale_temps(run_dir)]
         if gone:
             say(f"notice: removed what an interrupted save left behind: {', '.join(gone)}")
     effective = t.per_device_train_batch_size * t.gradient_accumulation_steps * plan.world_size

@@ -1,9 +1,11 @@
 """Shared fixtures. Every test runs in its own project root (HIVE_HOME = a temporary folder), so no test reads or
 writes the real dataset/, outputs/ or exports/."""
 
+import io
 import os
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -98,3 +100,29 @@ def make_run():
         AutoTokenizer.from_pretrained(base_dir).save_pretrained(folder / "final_model")
         return _record(folder, **fields)
     return make
+
+
+class Parsed(NamedTuple):
+    format: object      # hive.whatsapp.Format
+    messages: list
+    stats: object       # hive.whatsapp.ParseStats
+
+
+def parse_export(data: "bytes | str", date_order: str = "auto") -> Parsed:
+    """One export parsed the way extract reads a file: decoded (open_text), detected, its date order decided
+    (DateOrders, alone in its run), streamed (iter_messages), and parsed again when a second header format shows."""
+    from hive import whatsapp
+
+    data = data.encode() if isinstance(data, str) else data
+    orders = whatsapp.DateOrders({"export": whatsapp.detect(whatsapp.open_text(io.BytesIO(data)), date_order)},
+                                 date_order)
+    parsed = _parse_with(data, orders.format("export"))
+    more = orders.with_other_formats(parsed.format, parsed.stats)
+    return _parse_with(data, more) if more else parsed
+
+
+def _parse_with(data: bytes, fmt) -> Parsed:
+    from hive import whatsapp
+
+    stats = whatsapp.ParseStats()
+    return Parsed(fmt, list(whatsapp.iter_messages(whatsapp.open_text(io.BytesIO(data)), fmt, stats)), stats)

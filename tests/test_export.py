@@ -227,3 +227,23 @@ def test_merged_4bit_on_cuda(tmp_path, make_run):
     assert any("4bit" in type(m).__name__ for m in model.modules())
     out = model.generate(torch.tensor([[1, 2, 3]], device="cuda"), max_new_tokens=4, do_sample=False)
     assert out.shape[1] > 3
+
+
+def test_a_killed_export_leaves_nothing_the_next_one_keeps(project, fake_run):
+    """kill -9 during an export leaves its build folder (merged weights, GGUFs: gigabytes); the next export removes it,
+    but never the build folder of an export still running."""
+    import subprocess
+    import sys
+
+    from hive import fileio
+
+    exports = project / "exports"
+    exports.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    killed = exports / f".clone.hive-{int(dead.stdout)}-abc123.tmp"
+    (killed / "merged").mkdir(parents=True)
+    (killed / "merged" / "model.safetensors").write_bytes(b"weights")
+    running = fileio.temp_dir(exports, "other")
+    run = runs.load_run(fake_run(), project / "outputs")
+    export.export_run(run, load_config(None, {"export.verify": False}), "clone", ["lora"], ["q4_k_m"])
+    assert sorted(p.name for p in exports.iterdir()) == sorted(["clone", running.name])
