@@ -10,6 +10,7 @@ size of the files in it (not the disk's free space, which is far larger); /tmp i
     python -m hive.kaggle parameters MODEL     # the model's parameter count, from its config alone (no weights)
 """
 
+import contextlib
 import itertools
 import json
 import os
@@ -20,7 +21,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from hive import extraction, runs, whatsapp
+from hive import chatfiles, runs, whatsapp
 from hive.errors import HiveError
 
 WORKING_QUOTA = 20 * 10**9  # bytes of files in /kaggle/working that Kaggle keeps
@@ -39,13 +40,13 @@ _EXPORT_LINES = 200  # lines read to tell a WhatsApp export from any other text 
 # ---------------------------------------------------------------- inputs
 
 
-def is_export(source: extraction.Source) -> bool:
+def is_export(source: chatfiles.Source) -> bool:
     """Whether a .txt (or a chat inside a .zip) starts like a WhatsApp export."""
     try:
         with source.open() as raw:
             lines = itertools.islice(whatsapp.open_text(raw), _EXPORT_LINES)
-            whatsapp.detect_format(lines, date_order="DMY")  # any order: only the header shape matters here
-    except (whatsapp.NotAnExport, OSError, UnicodeDecodeError, zipfile.BadZipFile):
+            whatsapp.detect(lines, date_order="DMY")  # any order: only the header shape matters here
+    except (whatsapp.NotAnExport, chatfiles.Unreadable, OSError, UnicodeDecodeError, zipfile.BadZipFile):
         return False
     return True
 
@@ -54,14 +55,15 @@ def find_exports(root: Path, skip: tuple[Path, ...] = ()) -> list[Path]:
     """The .txt and .zip files under the folder `root` that hold WhatsApp exports, except those under `skip`."""
     skip = tuple(Path(s).resolve() for s in skip)
     found: set[Path] = set()
-    for source in extraction.find_sources(Path(root)):
-        file = Path(root) / source.label
-        while not file.is_file():  # a chat inside a zip: the zip
-            file = file.parent
-        if source.problem or file in found or any(p in skip for p in file.resolve().parents):
-            continue
-        if is_export(source):
-            found.add(file)
+    with contextlib.ExitStack() as zips:
+        for source in chatfiles.find(Path(root), zips):
+            file = Path(root) / source.label
+            while not file.is_file():  # a chat inside a zip: the zip
+                file = file.parent
+            if source.problem or file in found or any(p in skip for p in file.resolve().parents):
+                continue
+            if is_export(source):
+                found.add(file)
     return sorted(found)
 
 
