@@ -87,18 +87,19 @@ PUBLIC_LINE = re.compile(r"^(error|me): ")
 
 def run(cmd, env=None, check=True, private_log=None):
     print("$", " ".join(str(c) for c in cmd), flush=True)
-    shown = private_log is None
+    shown, tail = private_log is None, []
     with subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           env=env, bufsize=1) as proc, open(private_log or os.devnull, "w") as log:
         for line in proc.stdout:
             log.write(line)
+            tail = [*tail[-199:], line]
             shown = shown or bool(SUMMARY_START.match(line))
             if shown or PUBLIC_LINE.match(line):
                 print(line, end="", flush=True)
     if private_log:
         print(f"(full output, which can name your contacts: {private_log})")
     if check and proc.returncode:
-        raise subprocess.CalledProcessError(proc.returncode, cmd)
+        raise subprocess.CalledProcessError(proc.returncode, cmd, output="".join(tail))
     return proc.returncode
 
 
@@ -300,18 +301,13 @@ stage("validate_dataset.py", private=True)
 #
 # The newest complete checkpoint of `RUN_NAME` (one whose weights and trainer state were both written) in
 # `/kaggle/working/outputs/<RUN_NAME>/` or in an attached earlier output is where training continues; an attached
-# one is first copied into `/kaggle/working`.
+# one is first copied into `/kaggle/working`. A checkpoint is also saved every `training.save_minutes`, so a session
+# that ends early loses minutes of training. If Unsloth fails (it may not start on this GPU, or fail in its first
+# steps), training goes on with Hugging Face transformers + PEFT from the newest checkpoint and says why.
 
 # %%
-import importlib.util
-
 run_dir = WORKING / "outputs" / RUN_NAME
 checkpoint = kaggle.resume_checkpoint(run_dir, INPUT)
-# Unsloth can install and still fail to import against the image's torch build: try it in a separate process.
-if GPUS and CFG.training.backend != "transformers" and importlib.util.find_spec("unsloth") is not None \
-        and run([sys.executable, "-c", "import unsloth"], check=False):
-    print("backend: transformers (Unsloth is installed but does not import here, see above)")
-    OVERRIDES.append("training.backend=transformers")
 if GPUS >= 2:
     print(f"data-parallel on {GPUS} GPUs (accelerate launch, one process per GPU)")
     launcher = (sys.executable, "-m", "accelerate.commands.launch",
@@ -319,12 +315,18 @@ if GPUS >= 2:
 else:
     print(f"single process on {'1 GPU' if GPUS else 'CPU'}")
     launcher = (sys.executable,)
-if checkpoint:
-    print(f"resuming from {checkpoint}")
-    stage("train.py", "--run", RUN_NAME, "--resume", checkpoint, launcher=launcher)
-else:
-    print(f"starting run {RUN_NAME}; checkpoints go to {run_dir}")
-    stage("train.py", "--run", RUN_NAME, launcher=launcher)
+print(f"resuming from {checkpoint}" if checkpoint else f"starting run {RUN_NAME}; checkpoints go to {run_dir}")
+try:
+    stage("train.py", "--run", RUN_NAME, *(["--resume", checkpoint] if checkpoint else []), launcher=launcher)
+except subprocess.CalledProcessError as failed:
+    # Unsloth can start and still fail in its first steps (a kernel this GPU cannot run): train.py then says
+    # "Unsloth failed". The session goes on with transformers + PEFT from the run's newest checkpoint, once.
+    if "Unsloth failed" not in (failed.output or "") or "training.backend=transformers" in OVERRIDES:
+        raise
+    print("Unsloth failed (see above): continuing the run with transformers + PEFT")
+    OVERRIDES.append("training.backend=transformers")
+    checkpoint = kaggle.resume_checkpoint(run_dir, INPUT)
+    stage("train.py", "--run", RUN_NAME, *(["--resume", checkpoint] if checkpoint else []), launcher=launcher)
 
 # %% [markdown]
 # ## 8. Evaluate: is the fine-tune closer to your style than the base model?

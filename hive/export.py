@@ -33,6 +33,12 @@ CONVERTER_TYPES = ("f16", "bf16", "q8_0")
 LORA_GGUF_ARCHS = {"llama": ("LLAMA", True), "qwen2": ("QWEN2", False)}
 
 
+# Bits per weight of each format: measured files of Llama-3.2-3B (3.21 B parameters; Q4_K_M 2.02 GB, Q5_K_M 2.32 GB,
+# Q8_0 3.42 GB, bitsandbytes 4-bit 2.24 GB with its 16-bit embeddings), rounded up.
+BITS_PER_WEIGHT = {"q4_k_m": 5.1, "q5_k_m": 5.9, "q8_0": 8.6, "f16": 16.1, "bf16": 16.1,
+                   "merged_16bit": 16.1, "merged_4bit": 5.8}
+
+
 @dataclass
 class Artifact:
     format: str  # e.g. "gguf q4_k_m"
@@ -58,6 +64,32 @@ def expand_formats(formats: list[str]) -> list[str]:
     if unknown:
         raise HiveError(f"unknown export format(s) {', '.join(sorted(unknown))}; valid: {', '.join(FORMATS)}, all")
     return [f for f in FORMATS if f in wanted]
+
+
+def estimate_bytes(parameters: int, formats: list[str], quantizations: list[str], adapter_bytes: int) -> dict[str, int]:
+    """The expected size of each file an export keeps (format -> bytes), from the model's parameter count."""
+    quantizations = list(dict.fromkeys(quantizations))
+    sizes = {}
+    for fmt in expand_formats(formats):
+        if fmt == "lora":
+            sizes["lora"] = adapter_bytes
+        elif fmt in ("merged_16bit", "merged_4bit"):
+            sizes[fmt] = round(parameters * BITS_PER_WEIGHT[fmt] / 8)
+        elif fmt == "gguf":
+            sizes.update({f"gguf {q}": round(parameters * BITS_PER_WEIGHT[q] / 8) for q in quantizations})
+        elif fmt == "lora_gguf":
+            sizes[f"lora_gguf base {quantizations[0]}"] = round(parameters * BITS_PER_WEIGHT[quantizations[0]] / 8)
+            sizes["lora_gguf adapter"] = adapter_bytes
+    return sizes
+
+
+def check_room(parameters: int, sizes: dict[str, int], folder: Path, remedy: str) -> None:
+    """HiveError unless `folder`'s disk holds the export while it builds: its files plus the 16-bit merge and the
+    f16 GGUF that come and go (about 2 bytes per parameter each)."""
+    need, free = sum(sizes.values()) + 4 * parameters, shutil.disk_usage(folder).free
+    if need > free:
+        raise HiveError(f"the export needs about {need / 1e9:.1f} GB of space in {folder} while it builds, and "
+                        f"{free / 1e9:.1f} GB are free; free some space, or {remedy}")
 
 
 def check_improvement(run: runs.Run, mode: str) -> str | None:
@@ -266,6 +298,12 @@ def export_run(run: runs.Run, cfg, name: str, formats: list[str], quantizations:
         template, stops = go_template(parts), stop_tokens(parts, tokenizer)
     exports.mkdir(parents=True, exist_ok=True)
     fileio.remove_stale_temps(exports)  # what a killed export left: merged weights and GGUFs, gigabytes
+    if any(f != "lora" for f in formats):  # a disk that fills up an hour into a 3B export: say so before starting
+        from hive import models
+
+        parameters = models.parameter_count(run.base_model)
+        check_room(parameters, estimate_bytes(parameters, formats, quantizations, _size(run.adapter)), exports,
+                   "ask for fewer formats (--format) or a smaller --quantization")
     work = fileio.temp_dir(exports, name)
     try:
         built = _build(run, cfg, name, formats, quantizations, work, result, template, stops, max_seq_length)

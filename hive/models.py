@@ -124,6 +124,17 @@ def quantization_config(compute_dtype):
                               bnb_4bit_compute_dtype=compute_dtype)
 
 
+def parameter_count(name: str) -> int:
+    """The parameters of model `name` (hub id, folder, .gguf or bundled name), counted from its config on the meta
+    device: no weights are loaded or downloaded."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(hf_location(name))
+    with torch.device("meta"):
+        return sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
+
+
 def hub_error(name: str, error: Exception) -> HiveError:
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return HiveError(

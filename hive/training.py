@@ -62,6 +62,18 @@ class Plan:
         return int(os.environ.get("RANK", "0")) == 0
 
 
+def _unsloth_starts(notices: list[str]) -> bool:
+    """Whether Unsloth imports here: it can be installed and still fail against the torch or CUDA build at hand. An
+    import that works is the one training uses (nothing has imported transformers yet)."""
+    try:
+        import unsloth  # noqa: F401
+    except Exception as e:  # Unsloth raises ImportError, RuntimeError or NotImplementedError on unusable setups
+        notices.append(f"Unsloth is installed but does not start here ({str(e).strip().splitlines()[0][:200]}); "
+                       f"training with transformers")
+        return False
+    return True
+
+
 def make_plan(cfg: Config) -> Plan:
     import torch
 
@@ -72,7 +84,7 @@ def make_plan(cfg: Config) -> Plan:
     notices = []
     backend = t.backend
     if backend == "auto":
-        backend = "unsloth" if cuda and has_unsloth else "transformers"
+        backend = "unsloth" if cuda and has_unsloth and _unsloth_starts(notices) else "transformers"
     elif backend == "unsloth" and not has_unsloth:
         raise HiveError(
             "training.backend is unsloth, but Unsloth is not installed: pip install -r requirements-gpu.txt "
@@ -84,7 +96,9 @@ def make_plan(cfg: Config) -> Plan:
     if cfg.model.load_in_4bit and not cuda:
         notices.append("no CUDA GPU: 4-bit loading (bitsandbytes) is off; the model trains in full precision (fp32)")
     if load_in_4bit and backend == "transformers" and not has_bnb:
-        raise HiveError("model.load_in_4bit needs bitsandbytes: pip install bitsandbytes, or --set model.load_in_4bit=false")
+        load_in_4bit = False
+        notices.append("bitsandbytes is not installed, so the model loads in 16-bit instead of 4-bit (about 3x the GPU "
+                       "memory): pip install bitsandbytes")
     if cuda:
         precision = models.cuda_half_precision()
     else:

@@ -247,3 +247,17 @@ def test_a_killed_export_leaves_nothing_the_next_one_keeps(project, fake_run):
     run = runs.load_run(fake_run(), project / "outputs")
     export.export_run(run, load_config(None, {"export.verify": False}), "clone", ["lora"], ["q4_k_m"])
     assert sorted(p.name for p in exports.iterdir()) == sorted(["clone", running.name])
+
+
+def test_an_export_that_cannot_fit_the_disk_stops_before_any_work(project, fake_run, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from hive import models
+
+    monkeypatch.setattr(models, "parameter_count", lambda name: 3_212_749_824)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: namedtuple("U", "total used free")(10**12, 0, 5 * 10**9))
+    run = runs.load_run(fake_run(), project / "outputs")
+    with pytest.raises(HiveError, match=r"needs about 19\.\d GB of space in .*exports.*5\.0 GB are free.*--format"):
+        export.export_run(run, load_config(), "clone", ["merged_16bit"], ["q8_0"])
+    assert not [p for p in (project / "exports").iterdir()]

@@ -100,9 +100,10 @@ def test_llama_cpp_is_needed_for_k_quants_and_gguf_checks(settings, needed):
 
 
 def test_export_bytes_per_format():
-    cfg = load_config(REPO / "training_config.yaml", {"export.formats": ["lora", "gguf", "merged_16bit"],
-                                                      "export.quantization": ["q4_k_m", "q8_0"]})
-    sizes = kaggle.export_bytes(3_212_749_824, cfg, adapter_bytes=97_000_000)
+    from hive import export
+
+    sizes = export.estimate_bytes(3_212_749_824, ["lora", "gguf", "merged_16bit"], ["q4_k_m", "q8_0"],
+                                  adapter_bytes=97_000_000)
     assert sizes["lora"] == 97_000_000
     assert 1.9e9 < sizes["gguf q4_k_m"] < 2.2e9 and 3.3e9 < sizes["gguf q8_0"] < 3.6e9  # Llama-3.2-3B's: 2.02, 3.42
     assert 6.4e9 < sizes["merged_16bit"] < 6.6e9

@@ -154,6 +154,25 @@ def test_plan_without_cuda(monkeypatch):
         training.make_plan(cfg)
 
 
+def test_plan_on_a_gpu_where_unsloth_does_not_start_and_bitsandbytes_is_missing(monkeypatch):
+    """Kaggle after a failed install: Unsloth present but broken, no bitsandbytes. Training still runs, and says why."""
+    import torch
+
+    from hive import models
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(models, "cuda_half_precision", lambda: "fp16")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else
+                        object() if name == "unsloth" else real_find_spec(name, *a))
+    monkeypatch.setitem(sys.modules, "unsloth", None)  # import unsloth raises ImportError
+    plan = training.make_plan(load_config())
+    assert (plan.backend, plan.device, plan.precision, plan.load_in_4bit, plan.optim) == (
+        "transformers", "cuda", "fp16", False, "adamw_torch")
+    assert any(n.startswith("Unsloth is installed but does not start here") for n in plan.notices)
+    assert any("16-bit instead of 4-bit" in n for n in plan.notices)
+
+
 def test_importing_hive_does_not_import_transformers():
     # Unsloth has to be imported before transformers, peft and trl; hive modules leave that to the backend.
     code = "import sys, train, hive.training, hive.templates, hive.models; print(sorted(m for m in ('transformers', 'peft', 'trl') if m in sys.modules))"
