@@ -12,7 +12,7 @@ import pytest
 import chat as chat_script
 from hive import chat
 from hive.errors import HiveError
-from tests.test_export import SYSTEM, make_run, needs_llama_cpp
+from tests.conftest import SYSTEM, make_run, needs_llama_cpp
 
 GEN = SimpleNamespace(max_new_tokens=10, temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.0, seed=0)
 
@@ -100,11 +100,7 @@ def test_prompt_answers_from_an_adapter_run(smollm2_dir, project, capsys):
 
 @pytest.mark.slow
 @needs_llama_cpp
-def test_prompt_answers_from_a_gguf(smollm2_dir, project, capsys):
-    from hive.export import convert_to_gguf
-
-    gguf = project / "smollm2-f16.gguf"
-    convert_to_gguf(smollm2_dir, gguf, "f16")
-    assert chat_script.main([str(gguf), "--prompt", "What is the capital of France?", "--temperature", "0"]) == 0
+def test_prompt_answers_from_a_gguf(smollm2_gguf, project, capsys):
+    assert chat_script.main([str(smollm2_gguf), "--prompt", "What is the capital of France?", "--temperature", "0"]) == 0
     reply = capsys.readouterr().out.split("tokens\n", 1)[1].strip()
     assert "Paris" in reply

@@ -8,7 +8,7 @@ import pytest
 
 from hive.errors import HiveError
 from hive.evaluation import load_samples, spread, style_metrics, words
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, make_run
 
 HELDOUT = FIXTURES / "heldout.jsonl"
 
@@ -61,25 +61,6 @@ def test_evaluate_without_a_run_names_the_stage_that_makes_one(project, capsys):
 # ---------------------------------------------------------------- with the bundled model
 
 
-def make_run(root, base_dir, random_lora: bool):
-    """A run folder as train.py writes it: final_model/ (adapter + tokenizer), run.json, config.yaml."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(base_dir)
-    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=not random_lora,
-                      task_type="CAUSAL_LM")
-    model = get_peft_model(model, lora)
-    run = root / "outputs" / ("random" if random_lora else "zero")
-    model.save_pretrained(run / "final_model")
-    AutoTokenizer.from_pretrained(base_dir).save_pretrained(run / "final_model")
-    (run / "run.json").write_text(json.dumps({"base_model": str(base_dir)}))
-    (run / "config.yaml").write_text("model:\n  max_seq_length: 256\n")
-    return run
-
-
 @pytest.mark.slow
 def test_reply_tokens_are_the_reply_and_old_turns_go_first(smollm2_dir):
     from transformers import AutoTokenizer
@@ -104,7 +85,7 @@ def test_zero_lora_scores_like_the_base_and_batching_changes_nothing(smollm2_dir
 
     from hive.chat import load_run
 
-    run = load_run(make_run(project, smollm2_dir, random_lora=False), project / "outputs")
+    run = load_run(make_run(project / "outputs" / "zero", smollm2_dir, lora_std=0, max_seq_length=256), project / "outputs")
     model, tok = load_run_model(run)
     encoded = [encode_sample(tok, s, run.max_seq_length, end_of_turn(tok)) for s in load_samples(HELDOUT, None)]
     one = reply_nll(model, encoded, tok.pad_token_id, batch_size=1, desc="b1")
@@ -121,7 +102,7 @@ def test_zero_lora_scores_like_the_base_and_batching_changes_nothing(smollm2_dir
 def test_evaluate_script_writes_report_json_and_charts(smollm2_dir, project, capsys):
     import evaluate
 
-    run = make_run(project, smollm2_dir, random_lora=True)
+    run = make_run(project / "outputs" / "random", smollm2_dir, max_seq_length=256)
     (project / "dataset" / "final").mkdir(parents=True)
     shutil.copy(HELDOUT, project / "dataset" / "final" / "personality.val.jsonl")
     code = evaluate.main(["--set", "evaluate.style_samples=3", "--set", "evaluate.examples=2",

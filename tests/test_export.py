@@ -18,32 +18,7 @@ import export_model
 from hive import chat, export
 from hive.config import load_config
 from hive.errors import ConfigError, HiveError
-
-SYSTEM = "You are Sam. Reply as Sam would on WhatsApp."
-needs_llama_cpp = pytest.mark.skipif(not chat.has_llama_cpp(), reason="llama-cpp-python is not installed (CI installs it)")
-
-
-def make_run(folder: Path, base_dir: str, system_prompt: str | None = SYSTEM, base_model: str = "smollm2-135m") -> Path:
-    """A run folder as train.py writes it, with a LoRA adapter that really changes the model (random B matrices,
-    small enough that the model still ends its replies)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=targets, task_type="CAUSAL_LM"))
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(std=0.03)
-    model.save_pretrained(folder / "final_model")
-    AutoTokenizer.from_pretrained(base_dir).save_pretrained(folder / "final_model")
-    (folder / "run.json").write_text(json.dumps({"base_model": base_model, "system_prompt": system_prompt}))
-    (folder / "config.yaml").write_text("model:\n  max_seq_length: 512\n")
-    return folder
-
+from tests.conftest import SYSTEM, make_run, needs_llama_cpp
 
 def fake_run(root: Path) -> Path:
     """The files of a run without weights: enough for everything before a model is loaded."""
