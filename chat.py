@@ -5,13 +5,14 @@
     python chat.py outputs/<run> --prompt "hey, you free tonight?"          # one reply, then exit
 
 SOURCE may be a run folder, an adapter or merged model folder, an exports/<name>/ folder or a .gguf file.
-In the conversation: /reset forgets the history, /quit (or Ctrl-D) leaves.
+In the conversation: /reset forgets the history, /quit (or Ctrl-D) leaves. A reply of several lines is a burst of
+messages: one `clone>` bubble each.
 """
 
 import sys
 import time
 
-from hive import cli
+from hive import bubbles, cli
 
 
 def main(argv=None) -> int:
@@ -45,9 +46,7 @@ def converse(clone, prompt: str | None) -> int:
     history: list[dict] = []
     if prompt is not None:
         history.append({"role": "user", "content": prompt})
-        for piece in clone.stream(history):
-            print(piece, end="", flush=True)
-        print()
+        show(clone.stream(history))
         return 1
     print("type a message; /reset forgets the conversation, /quit or Ctrl-D leaves")
     turns = 0
@@ -66,13 +65,21 @@ def converse(clone, prompt: str | None) -> int:
         if not text:
             continue
         history.append({"role": "user", "content": text})
-        print("clone> ", end="", flush=True)
-        for piece in clone.stream(history):
-            print(piece, end="", flush=True)
-        print()
+        show(clone.stream(history))
         history.append({"role": "assistant", "content": clone.last.text.strip()})
         turns += 1
     return turns
+
+
+def show(pieces) -> None:
+    """A streamed reply as bubbles, one `clone>` line per message, each shown as it grows."""
+    current = -1
+    for index, text in bubbles.stream(pieces):
+        if index != current:
+            print(("\n" if current >= 0 else "") + "clone> ", end="")
+            current = index
+        print(text, end="", flush=True)
+    print("clone>" if current < 0 else "")
 
 
 if __name__ == "__main__":
