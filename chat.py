@@ -3,12 +3,14 @@
     python chat.py                                          # the newest run in outputs/ (adapter on the base model)
     python chat.py exports/hive-personality/hive-personality-q4_k_m.gguf    # a GGUF, in llama.cpp
     python chat.py outputs/<run> --prompt "hey, you free tonight?"          # one reply, then exit
+    python chat.py --serve exports/hive-personality       # OpenAI-compatible API at http://127.0.0.1:8000/v1
 
 SOURCE may be a run folder, an adapter or merged model folder, an exports/<name>/ folder or a .gguf file.
 In the conversation: /reset forgets the history, /quit (or Ctrl-D) leaves. A reply of several lines is a burst of
-messages: one `clone>` bubble each.
+messages: one `clone>` bubble each. --serve listens on 127.0.0.1; another --host needs --api-key (or HIVE_API_KEY).
 """
 
+import os
 import sys
 import time
 
@@ -23,16 +25,31 @@ def main(argv=None) -> int:
                     help="sampling temperature; 0 = greedy")
     cli.config_flag(parser, "--max-new-tokens", key="generation.max_new_tokens", type=int, metavar="N",
                     help="longest reply, in tokens")
+    parser.add_argument("--serve", action="store_true", help="answer the OpenAI API (/v1/chat/completions) instead")
+    parser.add_argument("--host", default="127.0.0.1", help="address --serve listens on (default: this machine only)")
+    parser.add_argument("--port", type=int, default=8000, help="port --serve listens on")
+    parser.add_argument("--api-key", default=os.environ.get("HIVE_API_KEY"),
+                        help="key that --serve requires of clients (default: $HIVE_API_KEY); needed off 127.0.0.1")
     args, cfg = cli.parse(parser, argv)
     cli.print_settings("chat", cfg, ["generation"])
 
     from hive.chat import load_clone
+    from hive.server import check_binding, serve
+
+    if args.serve:
+        check_binding(args.host, args.api_key)
 
     started = time.time()
     clone = load_clone(args.source, cfg)
     print(f"  loaded {clone.source} in {time.time() - started:.1f} s; persona: {clone.system_prompt or 'none'}; "
           f"context {clone.context_length:,} tokens", flush=True)
     try:
+        if args.serve:
+            url = f"http://{args.host}:{args.port}/v1"
+            print(f"serving the OpenAI API at {url} (POST /chat/completions, GET /models"
+                  f"{'; API key required' if args.api_key else ''}); Ctrl-C stops", flush=True)
+            cli.print_summary("chat", {"replies": serve(clone, args.host, args.port, args.api_key)})
+            return 0
         turns = converse(clone, args.prompt)
     finally:
         clone.close()
