@@ -63,7 +63,7 @@ def converse(clone, prompt: str | None) -> int:
     history: list[dict] = []
     if prompt is not None:
         history.append({"role": "user", "content": prompt})
-        show(clone.stream(history))
+        show(clone, history)
         return 1
     print("type a message; /reset forgets the conversation, /quit or Ctrl-D leaves")
     turns = 0
@@ -82,21 +82,23 @@ def converse(clone, prompt: str | None) -> int:
         if not text:
             continue
         history.append({"role": "user", "content": text})
-        show(clone.stream(history))
+        show(clone, history)
         history.append({"role": "assistant", "content": clone.last.text.strip()})
         turns += 1
     return turns
 
 
-def show(pieces) -> None:
-    """A streamed reply as bubbles, one `clone>` line per message, each shown as it grows."""
+def show(clone, history: list[dict]) -> None:
+    """The clone's reply, streamed as bubbles: one `clone>` line per message, each shown as it grows."""
     current = -1
-    for index, text in bubbles.stream(pieces):
+    for index, text in bubbles.stream(clone.stream(history)):
         if index != current:
             print(("\n" if current >= 0 else "") + "clone> ", end="")
             current = index
         print(text, end="", flush=True)
     print("clone>" if current < 0 else "")
+    if clone.last.finish_reason == "length":
+        print(f"(cut off at {clone.last.tokens} tokens: generation.max_new_tokens)")
 
 
 if __name__ == "__main__":

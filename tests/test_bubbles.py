@@ -4,6 +4,8 @@
     python -m pytest -q tests/test_bubbles.py
 """
 
+from types import SimpleNamespace
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -29,8 +31,20 @@ def test_streamed_pieces_add_up_to_the_messages_of_the_whole_reply(pieces):
     assert messages == bubbles.split("".join(pieces))
 
 
+class Pieces:
+    """A stand-in clone that streams the given pieces and then ends for `finish_reason`."""
+
+    def __init__(self, pieces: list[str], finish_reason: str = "stop"):
+        self.pieces, self.last = pieces, SimpleNamespace(finish_reason=finish_reason, tokens=len(pieces))
+
+    def stream(self, history):
+        yield from self.pieces
+
+
 def test_a_burst_is_shown_as_bubbles_while_it_streams(capsys):
-    chat_script.show(iter(["hey", "!\n", " ", "yes\n\ni'm", " in "]))
+    chat_script.show(Pieces(["hey", "!\n", " ", "yes\n\ni'm", " in "]), [])
     assert capsys.readouterr().out == "clone> hey!\nclone> yes\nclone> i'm in\n"
-    chat_script.show(iter(["", " \n"]))
+    chat_script.show(Pieces(["", " \n"]), [])
     assert capsys.readouterr().out == "clone>\n"
+    chat_script.show(Pieces(["so", " basically"], "length"), [])
+    assert capsys.readouterr().out == "clone> so basically\n(cut off at 2 tokens: generation.max_new_tokens)\n"
