@@ -123,7 +123,8 @@ def test_a_conversation_typed_in_a_terminal(export, project):
 @pytest.mark.slow
 @needs_llama_cpp
 def test_quit_leaves_at_once(export, project):
-    term = Terminal([sys.executable, str(REPO / "chat.py"), str(export), *FLAGS], project, {**os.environ, "TERM": "dumb"})
+    env = {**os.environ, "TERM": "dumb"}
+    term = Terminal([sys.executable, str(REPO / "chat.py"), str(export), *FLAGS], project, env)
     try:
         term.until("you> ")
         term.type("\n/quit\n")
