@@ -1,7 +1,8 @@
 """Does the demo's clone answer, or echo the message back? Asks the demo's exported model (what `make demo` prints a
 reply of), models trained and exported the same way with other settings, and any other model, a set of openers over
 several seeds, with several sampling settings, and prints one table: how often a reply only repeats part of the
-message (echo), ends by itself (stop), its length, and the reply to the demo's showcase message at seed 0.
+message (echo), ends by itself (stop), its length, and how often the reply to the demo's showcase message echoes
+it over more seeds, with the one at seed 0.
 
     python demo.py                       # demo_workspace/ with dataset/, outputs/demo/, exports/demo/
     nice -n 10 python bench/bench_demo_reply.py demo_workspace --variants lr3e-4=training.learning_rate=3e-4 \
@@ -71,26 +72,30 @@ def demo_gguf(workspace: Path) -> Path:
     return next(p for p in sorted((workspace / "exports" / "demo").glob("*.gguf")) if "-lora-" not in p.name)
 
 
-def ask(source: Path, generation: dict, seeds: int) -> dict:
+def ask(source: Path, generation: dict, seeds: int, showcase_seeds: int) -> dict:
+    """Every opener at `seeds` seeds, and the showcase message at `showcase_seeds` seeds, each first after loading (as
+    the demo's chat stage asks it)."""
     from hive.chat import load_clone
     from hive.config import load_config
 
     cfg = load_config(CONFIG, {f"generation.{k.removeprefix('generation.')}": v for k, v in generation.items()})
-    rows, showcase = [], ""
-    for seed in range(seeds):
+    rows, showcase = [], []
+    for seed in range(max(seeds, showcase_seeds)):
         cfg.generation.seed = seed
         clone = load_clone(source, cfg)  # loaded per seed: the seed is set when a model is loaded
         try:
-            for opener in OPENERS:
+            for opener in OPENERS if seed < seeds else OPENERS[:1]:
                 reply = clone.reply([{"role": "user", "content": opener}])
-                rows.append((is_echo(opener, reply), clone.last.finish_reason == "stop", len(words(reply))))
-                if seed == 0 and opener == OPENERS[0]:
-                    showcase = reply
+                if opener == OPENERS[0] and seed < showcase_seeds:
+                    showcase.append(reply)
+                if seed < seeds:
+                    rows.append((is_echo(opener, reply), clone.last.finish_reason == "stop", len(words(reply))))
         finally:
             clone.close()
     n = len(rows)
     return {"echo": sum(r[0] for r in rows) / n, "stop": sum(r[1] for r in rows) / n,
-            "words": sum(r[2] for r in rows) / n, "showcase": showcase.replace("\n", " / ")}
+            "words": sum(r[2] for r in rows) / n, "showcase echoes": sum(is_echo(OPENERS[0], r) for r in showcase),
+            "showcase": showcase[0].replace("\n", " / ")}
 
 
 def main(argv=None) -> int:
@@ -100,6 +105,7 @@ def main(argv=None) -> int:
     p.add_argument("--sampling", nargs="*", default=[], help="NAME=KEY=VALUE[,KEY=VALUE] generation variants")
     p.add_argument("--models", nargs="*", default=[], help="NAME=SOURCE: other models to ask (a run, a .gguf, ...)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per opener (default 3)")
+    p.add_argument("--showcase-seeds", type=int, default=30, help="seeds for the showcase message (default 30)")
     args = p.parse_args(argv)
     workspace = args.workspace.resolve()
     os.environ["HIVE_HOME"] = str(workspace)
@@ -113,13 +119,14 @@ def main(argv=None) -> int:
         name, _, source = spec.partition("=")
         sources[name] = bundled_gguf(source) if source == "smollm2-135m" else Path(source)
     samplings = dict([("demo", {})] + [settings(s) for s in args.sampling])
-    print(f"\n{len(OPENERS)} openers x {args.seeds} seeds; showcase: {OPENERS[0]!r} at seed 0\n")
-    print("| model | sampling | echo | stop | words | showcase reply |\n|---|---|---:|---:|---:|---|")
+    print(f"\n{len(OPENERS)} openers x {args.seeds} seeds; showcase {OPENERS[0]!r} x {args.showcase_seeds} seeds\n")
+    print("| model | sampling | echo | stop | words | showcase echoes | showcase reply, seed 0 |")
+    print("|---|---|---:|---:|---:|---:|---|")
     for name, source in sources.items():
         for sampling, generation in samplings.items():
-            r = ask(source, generation, args.seeds)
-            print(f"| {name} | {sampling} | {r['echo']:.0%} | {r['stop']:.0%} | {r['words']:.1f} | {r['showcase']} |",
-                  flush=True)
+            r = ask(source, generation, args.seeds, args.showcase_seeds)
+            print(f"| {name} | {sampling} | {r['echo']:.0%} | {r['stop']:.0%} | {r['words']:.1f} | "
+                  f"{r['showcase echoes']}/{args.showcase_seeds} | {r['showcase']} |", flush=True)
     return 0
 
 
