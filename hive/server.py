@@ -259,6 +259,8 @@ def serve(clone, host: str, port: int, api_key: str | None) -> int:
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     try:
         server.run()
+    except KeyboardInterrupt:  # Ctrl-C is how the server stops: uvicorn shuts down, then raises it again
+        pass
     except SystemExit:  # uvicorn exits when it cannot listen, after logging why
         raise HiveError(f"cannot listen on {host}:{port} (see the line above); pass another --port") from None
     return app.state.model.replies
