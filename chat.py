@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from hive import bubbles, cli
+from hive import bubbles, cli, server
 
 
 def main(argv=None) -> int:
@@ -28,16 +28,15 @@ def main(argv=None) -> int:
     parser.add_argument("--serve", action="store_true", help="answer the OpenAI API (/v1/chat/completions) instead")
     parser.add_argument("--host", default="127.0.0.1", help="address --serve listens on (default: this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="port --serve listens on")
-    parser.add_argument("--api-key", default=os.environ.get("HIVE_API_KEY"),
+    parser.add_argument("--api-key", default=os.environ.get(server.API_KEY_ENV) or None,
                         help="key that --serve requires of clients (default: $HIVE_API_KEY); needed off 127.0.0.1")
     args, cfg = cli.parse(parser, argv)
     cli.print_settings("chat", cfg, ["generation"])
 
     from hive.chat import load_clone
-    from hive.server import check_binding, serve
 
     if args.serve:
-        check_binding(args.host, args.api_key)
+        server.check_binding(args.host, args.api_key)
 
     started = time.time()
     clone = load_clone(args.source, cfg)
@@ -45,10 +44,10 @@ def main(argv=None) -> int:
           f"context {clone.context_length:,} tokens", flush=True)
     try:
         if args.serve:
-            url = f"http://{args.host}:{args.port}/v1"
+            url = f"http://{f'[{args.host}]' if ':' in args.host else args.host}:{args.port}/v1"
             print(f"serving the OpenAI API at {url} (POST /chat/completions, GET /models"
                   f"{'; API key required' if args.api_key else ''}); Ctrl-C stops", flush=True)
-            cli.print_summary("chat", {"replies": serve(clone, args.host, args.port, args.api_key)})
+            cli.print_summary("chat", {"replies": server.serve(clone, args.host, args.port, args.api_key)})
             return 0
         turns = converse(clone, args.prompt)
     finally:
