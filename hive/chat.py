@@ -28,6 +28,7 @@ class Reply:
     text: str = ""
     finish_reason: str = ""  # "stop": ended at a stop token; "length": ran into max_new_tokens
     tokens: int = 0
+    prompt_tokens: int = 0  # the prompt it answered: persona and the turns that fit
 
 
 class _Transformers:
@@ -107,7 +108,12 @@ class Clone:
     notice: Optional[str] = None  # said once: the reply budget was capped to fit the context
 
     def __post_init__(self):
-        self.reply_tokens, self.notice = generation.reply_budget(self.max_seq_length, self.gen.max_new_tokens)
+        self.notice = generation.reply_budget(self.max_seq_length, self.gen.max_new_tokens)[1]
+
+    @property
+    def reply_tokens(self) -> int:
+        """What a reply may take: generation.max_new_tokens (the API may change it per request), within the context."""
+        return generation.reply_budget(self.max_seq_length, self.gen.max_new_tokens)[0]
 
     def messages(self, history: list[dict]) -> tuple[list[dict], int]:
         """(system prompt + the newest turns of `history` that fit, tokens left for the reply)."""
@@ -119,6 +125,7 @@ class Clone:
         """The reply to `history`, piece by piece; afterwards `self.last` holds the text and finish reason."""
         self.last = Reply()
         messages, reply_tokens = self.messages(history)
+        self.last.prompt_tokens = len(self.backend.prompt_ids(messages))
         yield from self.backend.stream(messages, self.gen, reply_tokens, self.last)
 
     def reply(self, history: list[dict]) -> str:

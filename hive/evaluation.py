@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hive import conversations, generation, models, runs, templates, training
+from hive import bubbles, conversations, generation, models, runs, templates, training
 from hive.config import Config
 from hive.errors import HiveError
 from hive.fileio import atomic_write
@@ -33,7 +33,7 @@ STYLE_METRICS = {  # key -> (label, how to read it)
     "emoji_share": ("has emoji", "share of replies with at least one emoji"),
     "question_share": ("asks a question", "share of replies containing '?'"),
     "vocab_overlap": ("my words", "share of words that also occur in my real replies to these contexts (1 for me)"),
-    "multiline_share": ("multi-line", "share of replies with a line break"),
+    "multiline_share": ("several messages", "share of replies that are a burst of messages (hive.bubbles: lines)"),
 }
 
 
@@ -81,7 +81,7 @@ def style_metrics(replies: list[str], vocabulary: set[str]) -> dict[str, float]:
         "emoji_share": sum(bool(EMOJI.search(r)) for r in replies) / n,
         "question_share": sum("?" in r for r in replies) / n,
         "vocab_overlap": sum(w in vocabulary for w in all_words) / max(len(all_words), 1),
-        "multiline_share": sum("\n" in r.strip() for r in replies) / n,
+        "multiline_share": sum(len(bubbles.split(r)) > 1 for r in replies) / n,
     }
 
 

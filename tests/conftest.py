@@ -126,3 +126,13 @@ def _parse_with(data: bytes, fmt) -> Parsed:
 
     stats = whatsapp.ParseStats()
     return Parsed(fmt, list(whatsapp.iter_messages(whatsapp.open_text(io.BytesIO(data)), fmt, stats)), stats)
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf(smollm2_dir, tmp_path_factory) -> Path:
+    """The bundled model as an f16 GGUF (converted once per session)."""
+    from hive.export import convert_to_gguf
+
+    gguf = tmp_path_factory.mktemp("gguf") / "smollm2-f16.gguf"
+    convert_to_gguf(smollm2_dir, gguf, "f16")
+    return gguf
