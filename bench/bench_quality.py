@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+import record
+
 REPO = Path(__file__).resolve().parent.parent
 # run name -> (convert mode, extra settings)
 COMPARISONS = {
@@ -95,6 +97,7 @@ def main(argv=None) -> int:
     p.add_argument("--eval-batch", type=int, default=8, help="evaluate.batch_size (default 8; 50 on a GPU)")
     p.add_argument("--compare", choices=list(COMPARISONS), default="modes",
                    help="modes: reply vs sliding samples (default); grouping: batches grouped by length vs random")
+    p.add_argument("--out", type=Path, help="also write the held-out NLL of every model as JSON (bench/record.py)")
     args = p.parse_args(argv)
     started = time.time()
     work = args.work.resolve()
@@ -120,6 +123,14 @@ def main(argv=None) -> int:
               "--set", f"evaluate.batch_size={args.eval_batch}")
     report = table(work, args.steps, args.batch, names)
     (work / "bench_quality.md").write_text(report + "\n", encoding="utf-8")
+    if args.out:
+        evals = {name: json.loads((work / "outputs" / name / "eval.json").read_text()) for name in names}
+        first = evals[next(iter(names))]
+        rows = [{"model": "base", "nll": first["base_nll"]}] + [
+            {"model": name, "convert_mode": mode, "settings": sets[1::2], "nll": evals[name]["tuned_nll"]}
+            for name, (mode, sets) in names.items()]
+        record.write(args.out, rows, argv, compare=args.compare, base_model=first["base_model"], steps=args.steps,
+                     batch=args.batch, heldout_replies=first["samples"])
     print(f"\n{report}\n\nbench_quality: {time.time() - started:.0f} s; table in {work / 'bench_quality.md'}")
     return 0
 
