@@ -216,8 +216,8 @@ def main(argv=None) -> int:
     print("load average (1, 5, 15 min): before " + " ".join(f"{x:.2f}" for x in load_before)
           + ", after " + " ".join(f"{x:.2f}" for x in load_after) + f"; {os.cpu_count()} CPUs")
     if args.out:
-        record.write(args.out, rows, argv, input=f"{folder} ({size / 1e6:.0f} MB)",
-                     load_before=load_before, load_after=load_after)
+        record.write(args.out, rows, argv, input=f"{folder} ({size / 1e6:.0f} MB)", zip_members=args.zip_members,
+                     long_line_mb=args.long_line_mb, load_before=load_before, load_after=load_after)
     return 0
 
 

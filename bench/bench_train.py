@@ -251,7 +251,8 @@ def main(argv=None) -> int:
         if args.out:  # after every configuration, so a run cut short keeps what it measured
             record.write(args.out, rows, argv, data={"samples": len(full), "tokens": sum(lengths),
                                                      "median_tokens": statistics.median(lengths),
-                                                     "max_tokens": max(lengths)})
+                                                     "max_tokens": max(lengths),
+                                                     "max_tokens_trained": max(lengths[:args.samples])})
     print(table(rows, len(full)))
     return 0
 
