@@ -2,6 +2,7 @@
 #   make demo    the whole pipeline on the bundled sample chat, on CPU
 #   make test    the test suite
 #   make notebook  regenerate kaggle_training_notebook.ipynb (after editing the .py or any code it packs)
+#   make figures   rewrite the README's benchmark figures from bench/results/*.json (after a benchmark's --out)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -10,7 +11,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 # installed first so that nothing pulls a different build; on a CUDA box use e.g. `make test TORCH=torch`
 TORCH  ?= torch==2.13.0
 
-.PHONY: venv demo test notebook
+.PHONY: venv demo test notebook figures
 
 venv: $(VENV)/.installed
 
@@ -36,3 +37,6 @@ test: venv
 
 notebook: venv
 	$(PY) -m hive.notebook
+
+figures: venv
+	$(PY) bench/readme_figures.py
