@@ -171,11 +171,12 @@ def main(argv=None) -> int:
     parser.add_argument("--logging-steps", type=int, default=5, help="log every N steps (the warm-up cut is the first)")
     parser.add_argument("--deadline", type=float, default=0,
                         help="seconds; skip runs that would start after it (0 = none)")
-    parser.add_argument("--work", type=Path, default=Path(tempfile.mkdtemp(prefix="bench-mgpu-")),
-                        help="folder for the runs, table.md and logs")
+    parser.add_argument("--work", type=Path, help="folder for the runs, table.md and logs (default: a new temporary "
+                        "folder)")
     parser.add_argument("--out", type=Path, help="write the rows as JSON here (bench/record.py)")
     args = parser.parse_args(argv)
     args.device = "cpu" if args.tiny else "cuda"
+    args.work = args.work or Path(tempfile.mkdtemp(prefix="bench-mgpu-"))
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.time()
 
