@@ -121,11 +121,12 @@ def main(argv=None) -> int:
     parser.add_argument("--tiny", action="store_true", help="a 2-layer model (checks the harness in minutes)")
     parser.add_argument("--gguf", action="store_true", help="also export a q8_0 GGUF of the merged model")
     parser.add_argument("--out", type=Path, help="write the rows as JSON here (bench/record.py)")
-    parser.add_argument("--work", type=Path, default=Path(tempfile.mkdtemp(prefix="bench-t4-")))
+    parser.add_argument("--work", type=Path, help="folder for the runs and logs (default: a new temporary folder)")
     args = parser.parse_args(argv)
 
     source = plain_data(args.data)
     lines = [line for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
+    args.work = args.work or Path(tempfile.mkdtemp(prefix="bench-t4-"))
     data = args.work / "data" / "personality.jsonl"
     data.parent.mkdir(parents=True, exist_ok=True)
     data.write_text("\n".join(lines[:args.samples]) + "\n", encoding="utf-8")
