@@ -13,9 +13,10 @@ import os
 import sys
 import tempfile
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Optional
 
 from hive import generation, models, runs
 from hive.errors import HiveError, missing_input

@@ -4,7 +4,8 @@ printing the resolved settings and the summary, and turning a HiveError into one
 import argparse
 import sys
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from hive.config import Config, format_settings, load_config, parse_override
 from hive.errors import HiveError

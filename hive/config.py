@@ -16,8 +16,8 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from hive import paths
-from hive.privacy import KINDS as REDACT_KINDS
 from hive.errors import ConfigError, HiveError
+from hive.privacy import KINDS as REDACT_KINDS
 
 
 def bounded(default, *, min=None, max=None, above=None, below=None, also=()):

@@ -15,8 +15,8 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 # The temporary files of this process that are not yet renamed or removed: never stale, even when a dead process of
 # an earlier run had the same pid (a container's first process always has pid 1).

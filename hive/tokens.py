@@ -7,7 +7,7 @@ a token or more each) are not undercounted; English runs at ~4 characters per to
 """
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from tqdm import tqdm
 

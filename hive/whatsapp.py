@@ -23,8 +23,9 @@ import io
 import os
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields, replace
-from typing import BinaryIO, Iterable, Iterator, NamedTuple, Optional
+from typing import BinaryIO, NamedTuple, Optional
 
 KINDS = ("text", "media", "deleted", "edited", "view_once", "poll", "location", "contact", "call", "system")
 
