@@ -257,7 +257,8 @@ def _merge(cfg: Config, data: dict, origin: str, problems: list[str]) -> None:
         limits = {f.name: f.metadata["range"] for f in dataclasses.fields(target) if "range" in f.metadata}
         for key, value in values.items():
             if key not in hints:
-                problems.append(f"{section}.{key}: unknown key{_suggest(f'{section}.{key}', [f'{section}.{k}' for k in hints])}")
+                suggestion = _suggest(f"{section}.{key}", [f"{section}.{k}" for k in hints])
+                problems.append(f"{section}.{key}: unknown key{suggestion}")
                 continue
             try:
                 value = _coerce(value, hints[key])

@@ -50,7 +50,8 @@ class TokenCounter:
         `desc` shows a progress bar."""
         if self.tokenizer is None:
             return [
-                ESTIMATE_FIXED_OVERHEAD + sum(ESTIMATE_TURN_OVERHEAD + n for n in self.count_texts([m["content"] for m in c]))
+                ESTIMATE_FIXED_OVERHEAD
+                + sum(ESTIMATE_TURN_OVERHEAD + n for n in self.count_texts([m["content"] for m in c]))
                 for c in conversations
             ]
         counts: list[int] = []
