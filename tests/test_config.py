@@ -61,7 +61,8 @@ def test_values_out_of_range_are_listed_together_before_any_work(tmp_path):
     file = tmp_path / "c.yaml"
     file.write_text("training:\n  learning_rate: -1\n  max_steps: 0\nmodel:\n  max_seq_length: 0\n")
     with pytest.raises(ConfigError) as e:
-        load_config(file, {"generation.top_p": 1.5, "convert.validation_fraction": 0.9, "training.max_tokens_per_pass": 0})
+        load_config(file, {"generation.top_p": 1.5, "convert.validation_fraction": 0.9,
+                           "training.max_tokens_per_pass": 0})
     assert e.value.problems == [
         "training.learning_rate: must be > 0 and <= 1, got -1.0",
         "training.max_steps: must be >= 1 (or -1), got 0",
@@ -86,7 +87,8 @@ def test_every_shipped_default_is_in_range():
 def test_invalid_yaml_names_the_line_and_column(tmp_path):
     file = tmp_path / "c.yaml"
     file.write_text("training:\n  seed: 1\n  learning_rate: [1e-4\nlora:\n  r: 8\n")
-    with pytest.raises(HiveError, match=rf"{re.escape(str(file))}:4:5: not valid YAML \(expected .,. or .\]., .*\); fix that line"):
+    with pytest.raises(HiveError, match=rf"{re.escape(str(file))}:4:5: not valid YAML "
+                                        r"\(expected .,. or .\]., .*\); fix that line"):
         load_config(file)
 
 
