@@ -1,6 +1,7 @@
 # Two commands set up and run everything on a fresh machine (Python 3.10-3.12, no GPU needed):
 #   make demo    the whole pipeline on the bundled sample chat, on CPU
 #   make test    the test suite
+#   make lint    ruff check: pyflakes, pycodestyle, import order (settings in ruff.toml)
 #   make notebook  regenerate kaggle_training_notebook.ipynb (after editing the .py or any code it packs)
 #   make figures   rewrite the README's benchmark figures from bench/results/*.json (after a benchmark's --out)
 PYTHON ?= python3
@@ -11,7 +12,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 # installed first so that nothing pulls a different build; on a CUDA box use e.g. `make test TORCH=torch`
 TORCH  ?= torch==2.13.0
 
-.PHONY: venv demo test notebook figures
+.PHONY: venv demo test lint notebook figures
 
 venv: $(VENV)/.installed
 
@@ -34,6 +35,9 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest
+
+lint: venv
+	$(PY) -m ruff check .
 
 notebook: venv
 	$(PY) -m hive.notebook

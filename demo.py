@@ -94,7 +94,8 @@ def main(argv=None) -> int:
     for name, script, stage_args in STAGES:
         stage_started = time.time()
         stage_args = [exported_gguf(workspace) if a == "{gguf}" else a for a in stage_args]
-        code, lines = run_stage(workspace, script, [*stage_args, "--config", os.path.relpath(config, workspace), *overrides])
+        code, lines = run_stage(workspace, script,
+                                [*stage_args, "--config", os.path.relpath(config, workspace), *overrides])
         times[name] = f"{time.time() - stage_started:6.1f} s"
         if code != 0:
             print(f"\ndemo: {name} failed (exit {code}); its output is above", file=sys.stderr)

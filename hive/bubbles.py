@@ -2,7 +2,7 @@
 the clone writes a burst of messages as lines; each non-blank line is one message, without its surrounding spaces.
 chat.py shows one `clone>` bubble per message and the server can return them as a list (hive/server.py)."""
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 
 def split(reply: str) -> list[str]:

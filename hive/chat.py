@@ -13,9 +13,10 @@ import os
 import sys
 import tempfile
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Optional
 
 from hive import generation, models, runs
 from hive.errors import HiveError, missing_input
@@ -240,7 +241,8 @@ def load_clone(source: str | Path | None, cfg) -> Clone:
     if path.is_dir() and (path / runs.EXPORT_FILE).exists():
         record = runs.ExportRecord.load(path)
         path = path / (record.gguf or ("merged_16bit" if (path / "merged_16bit").is_dir() else "lora"))
-    in_run = (path / "adapter_config.json").exists() and (path.parent / runs.RUN_FILE).exists()  # final_model, checkpoint
+    # `path` is a run's final_model or one of its checkpoints
+    in_run = (path / "adapter_config.json").exists() and (path.parent / runs.RUN_FILE).exists()
     if in_run or (path / runs.RUN_FILE).exists() or (path / runs.ADAPTER / "adapter_config.json").exists():
         run = runs.load_run(path.parent if in_run else path, outputs)
         ctx = runs.max_seq_length(run.record.max_seq_length, cfg)

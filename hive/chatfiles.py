@@ -10,9 +10,10 @@ import lzma
 import struct
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Callable, ContextManager, Iterator, Optional
+from typing import BinaryIO, Optional
 
 # What zipfile raises for a damaged zip or member: a broken structure (BadZipFile; header fields out of range:
 # ValueError, struct.error), data that does not decompress (zlib.error, lzma.LZMAError, OSError from bz2), a member
@@ -35,7 +36,7 @@ class Source:
 
     label: str                                  # path relative to the input folder (zip members as zip/member)
     title: str                                  # the chat's name before collisions are resolved
-    open: Optional[Callable[[], ContextManager[BinaryIO]]] = None   # raises Unreadable
+    open: Optional[Callable[[], contextlib.AbstractContextManager[BinaryIO]]] = None   # raises Unreadable
     problem: Optional[str] = None               # set when the file cannot be used at all
     path: Optional[Path] = None                 # the file of a plain .txt (zip members are read as one piece)
 

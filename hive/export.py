@@ -103,7 +103,8 @@ def check_improvement(run: runs.Run, mode: str) -> str | None:
     if evaluation.improved:
         return None
     message = (f"evaluate.py found the fine-tune no better than the base model "
-               f"(reply NLL {evaluation.tuned_nll:.3f} vs base {evaluation.base_nll:.3f}, {run.folder / runs.EVAL_FILE})")
+               f"(reply NLL {evaluation.tuned_nll:.3f} vs base {evaluation.base_nll:.3f}, "
+               f"{run.folder / runs.EVAL_FILE})")
     if mode == "refuse":
         raise HiveError(f"{message}; train longer or on more data, or --set export.require_improvement=warn to export "
                         f"anyway")

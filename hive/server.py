@@ -19,8 +19,8 @@ import ipaddress
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from hive import bubbles
 from hive.errors import HiveError

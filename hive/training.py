@@ -184,7 +184,8 @@ def encode_file(tokenizer, path: Path, cfg: Config, limit: int | None = None, sh
         raise HiveError(f"no sample of {path} fits model.max_seq_length={cfg.model.max_seq_length}; raise it")
     lengths = [len(r["input_ids"]) for r in kept]
     if bucket_pad:
-        kept = [dict(zip(("input_ids", "labels"), batching.pad_to_bucket(r["input_ids"], r["labels"], tokenizer.pad_token_id)))
+        kept = [dict(zip(("input_ids", "labels"),
+                         batching.pad_to_bucket(r["input_ids"], r["labels"], tokenizer.pad_token_id)))
                 for r in kept]
     return EncodedData(
         dataset=Dataset.from_dict({"input_ids": [r["input_ids"] for r in kept], "labels": [r["labels"] for r in kept]}),
@@ -462,11 +463,12 @@ def start(cfg: Config, resume: str | None) -> Session:
     say(f"train: backend {plan.backend} on {plan.device}"
         f"{f' x {plan.world_size} processes' if plan.world_size > 1 else ''}, {plan.precision}"
         f"{', 4-bit' if plan.load_in_4bit else ''}, optimizer {plan.optim}, "
-        f"{'padding-free' if plan.padding_free else 'padded'} batches{', grouped by length' if t.group_by_length else ''}")
+        f"{'padding-free' if plan.padding_free else 'padded'} batches"
+        f"{', grouped by length' if t.group_by_length else ''}")
     limit = f", at most {t.max_tokens_per_pass:,} tokens per pass" if t.max_tokens_per_pass > 0 else ""
-    say(f"train: effective batch {'up to ' if limit and t.group_by_length else ''}{effective} samples per optimizer step "
-        f"({t.per_device_train_batch_size} x {t.gradient_accumulation_steps} accumulation x {plan.world_size} GPU(s)"
-        f"{limit})")
+    say(f"train: effective batch {'up to ' if limit and t.group_by_length else ''}{effective} "
+        f"samples per optimizer step ({t.per_device_train_batch_size} x {t.gradient_accumulation_steps} accumulation "
+        f"x {plan.world_size} GPU(s){limit})")
     for notice in plan.notices:
         say(f"notice: {notice}")
     say(f"train: {'resuming ' + str(checkpoint) if checkpoint else 'writing ' + str(run_dir)}", flush=True)

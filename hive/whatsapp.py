@@ -23,8 +23,9 @@ import io
 import os
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields, replace
-from typing import BinaryIO, Iterable, Iterator, NamedTuple, Optional
+from typing import BinaryIO, NamedTuple, Optional
 
 KINDS = ("text", "media", "deleted", "edited", "view_once", "poll", "location", "contact", "call", "system")
 
@@ -86,7 +87,8 @@ _SYSTEM_IN_SENDER = re.compile(
     r"|end-to-end encrypt|to a group in the community|^You(?:'re)? |^Your "
 )
 # Names that "You ..." system events show are someone else (the exporter is "You").
-_NOT_ME_EVENTS = re.compile(r"^(?:You added (.+)|You removed (.+)|(.+) added you|Your security code with (.+) changed\b)")
+_NOT_ME_EVENTS = re.compile(r"^(?:You added (.+)|You removed (.+)|(.+) added you"
+                            r"|Your security code with (.+) changed\b)")
 
 # ---------------------------------------------------------------------------------------------------------------
 # Header shapes

@@ -115,6 +115,7 @@ def test_prompt_answers_from_an_adapter_run(make_run, project, capsys):
 @pytest.mark.slow
 @pytest.mark.llama_cpp
 def test_prompt_answers_from_a_gguf(smollm2_gguf, project, capsys):
-    assert chat_script.main([str(smollm2_gguf), "--prompt", "What is the capital of France?", "--temperature", "0"]) == 0
+    argv = [str(smollm2_gguf), "--prompt", "What is the capital of France?", "--temperature", "0"]
+    assert chat_script.main(argv) == 0
     reply = capsys.readouterr().out.split("tokens\n", 1)[1].strip()
     assert "Paris" in reply

@@ -47,7 +47,8 @@ def test_missing_or_wrong_input_names_train_py(project, fake_run):
     with pytest.raises(HiveError, match="run.json is missing.*train.py"):
         export_model.main(["--input", "outputs/half"])
     (fake_run("old") / "run.json").write_text('{"base_model": "smollm2-135m"}')
-    with pytest.raises(HiveError, match=r"run.json is incomplete or from an older Hive \(run.json.max_seq_length.*train.py"):
+    with pytest.raises(HiveError,
+                       match=r"run.json is incomplete or from an older Hive \(run.json.max_seq_length.*train.py"):
         export_model.main(["--input", "old"])
 
 
@@ -124,7 +125,8 @@ def exported(make_run, tmp_path_factory):
 @pytest.mark.slow
 def test_every_format_is_written_and_checked(exported):
     rows = {a["format"]: a for a in exported.info["artifacts"]}
-    expected = {"lora", "merged_16bit", "lora_gguf adapter", "lora_gguf base f16", *(f"gguf {q}" for q in exported.quants)}
+    expected = {"lora", "merged_16bit", "lora_gguf adapter", "lora_gguf base f16",
+                *(f"gguf {q}" for q in exported.quants)}
     assert set(rows) == expected
     for fmt, row in rows.items():
         assert row["bytes"] > 0 and (exported.folder / row["file"]).exists(), fmt
@@ -153,10 +155,11 @@ def test_modelfile_matches_the_trained_template(exported):
     tok = AutoTokenizer.from_pretrained(exported.folder / "lora")
     for messages in (
         [{"role": "user", "content": "hey"}],
-        [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "u1"}, {"role": "assistant", "content": "a\nb"},
-         {"role": "user", "content": "u2 😂"}],
+        [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "u1"},
+         {"role": "assistant", "content": "a\nb"}, {"role": "user", "content": "u2 😂"}],
     ):
-        assert render(template, messages) == tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        want = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        assert render(template, messages) == want
     adapter = (exported.folder / "Modelfile.adapter").read_text().splitlines()
     assert adapter[:2] == ["FROM ./sam-base-f16.gguf", "ADAPTER ./sam-lora-f16.gguf"]
 
@@ -171,13 +174,16 @@ def test_lora_gguf_on_the_base_computes_what_the_merged_gguf_computes(exported):
     gen = load_config().generation
 
     def logits(gguf: str, lora: str | None = None):
-        clone = chat.llama_cpp_clone(exported.folder / gguf, gen, 512, SYSTEM, lora=exported.folder / lora if lora else None)
+        clone = chat.llama_cpp_clone(exported.folder / gguf, gen, 512, SYSTEM,
+                                     lora=exported.folder / lora if lora else None)
         ids = clone.backend.prompt_ids(clone.messages([{"role": "user", "content": "are we still on for tonight?"}])[0])
         llm = clone.backend.llm
         llm.eval(ids)
         return np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),)).copy()
 
-    merged, adapted, base = logits("sam-f16.gguf"), logits("sam-base-f16.gguf", "sam-lora-f16.gguf"), logits("sam-base-f16.gguf")
+    merged = logits("sam-f16.gguf")
+    adapted = logits("sam-base-f16.gguf", "sam-lora-f16.gguf")
+    base = logits("sam-base-f16.gguf")
     assert np.abs(base - merged).max() > 0.5
     assert np.abs(adapted - merged).max() < 0.1 * np.abs(base - merged).max()
     assert adapted.argmax() == merged.argmax()

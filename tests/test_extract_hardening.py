@@ -73,7 +73,7 @@ def test_an_output_that_is_a_file_is_one_line(tmp_path, capsys):
     (tmp_path / "out.txt").write_text("")
     for out, says in [(tmp_path / "out.txt", "is a file, not a folder"),
                       (tmp_path / "out.txt" / "sub", "cannot write")]:
-        assert run(lambda: extract.main(["--input", str(src), "--output", str(out), "--me", "Sam"])) == 1
+        assert run(lambda out=out: extract.main(["--input", str(src), "--output", str(out), "--me", "Sam"])) == 1
         err = capsys.readouterr().err
         assert says in err and err.count("\n") == 1, err
 

@@ -12,9 +12,9 @@ REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 BLOCK = re.compile(r"<!-- figures: ([\w-]+) -->(.*?)<!-- /figures -->", re.S)
 # a measured figure: a decimal (2.06, 0.7), a number with thousands separators (9,522), or a whole number with the
-# unit of a result (203 ms, 3%, 4×, 116 inputs/s); not a version (torch 2.11, Llama-3.2, format_version: '1.3') and
-# not a size that a benchmark is given (1 MB, 15 GiB, batch 4 × 4)
-FIGURE = re.compile(r"(?<![\w.,'])(?<![A-Za-z]-)(?<!torch )(?<!transformers )(?<!TRL )(?<!Unsloth )(?<!Python )"
+# unit of a result (203 ms, 3%, 4×, 116 inputs/s); not a version (torch 2.11, Llama-3.2, format_version: '1.3'), a
+# negative setting (-1.0) or a size that a benchmark is given (1 MB, 15 GiB, batch 4 × 4)
+FIGURE = re.compile(r"(?<![\w.,'])(?<!\D-)(?<!torch )(?<!transformers )(?<!TRL )(?<!Unsloth )(?<!Python )"
                     r"(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.\d+"
                     r"|\d+(?=×| ?(?:ms|%|min|tok/s|tokens/s|samples/s|inputs/s)(?!\w)))(?![\w.,]?\d)")
 PROSE = [README, *sorted((REPO / "docs").glob("*.md")), REPO / "kaggle_training_notebook.py"]
@@ -38,7 +38,7 @@ def test_the_readme_figures_are_those_of_bench_results():
 
 def test_the_figure_pattern_finds_figures_and_skips_versions():
     text = ("2.06× the samples/s, 9,522 tok/s, 0.10-1.02 s, 203 ms, echo 3%, 4×; torch 2.11, Python 3.12, "
-            "Llama-3.2-3B, v1.2.3, '1.3', 2026-12-02, 4 rows, batch 4 × 4, 1 x H100, 15 GiB, 1 MB, 5 minutes")
+            "Llama-3.2-3B, v1.2.3, '1.3', got -1.0, 2026-12-02, 4 rows, batch 4 × 4, 1 x H100, 15 GiB, 1 MB, 5 minutes")
     assert FIGURE.findall(text) == ["2.06", "9,522", "0.10", "1.02", "203", "3", "4"]
 
 

@@ -132,7 +132,8 @@ def test_a_failed_unsloth_run_continues_with_transformers_from_its_checkpoint(pr
     error = training.BackendFailed("RuntimeError: Triton kernel failed", run_dir)
     assert "--set training.backend=transformers" in str(error) and "--resume" in str(error)
     argv = ["train.py", "--max-steps", "9"]
-    assert training.fallback_argv(argv, error) == [*argv, "--set", "training.backend=transformers", "--run", str(run_dir)]
+    assert training.fallback_argv(argv, error) == [*argv, "--set", "training.backend=transformers",
+                                                   "--run", str(run_dir)]
     checkpoint(run_dir, 3)
     assert training.fallback_argv(argv, error)[-1] == "--resume"
     assert training.fallback_argv([*argv, "--resume"], error).count("--resume") == 1
@@ -148,7 +149,8 @@ def test_plan_without_cuda(monkeypatch):
     assert training.make_plan(cfg).padding_free
     assert any("4-bit" in n for n in plan.notices)
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "unsloth" else real_find_spec(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "unsloth" else real_find_spec(name, *a))
     cfg.training.backend = "unsloth"
     with pytest.raises(HiveError, match="Unsloth is not installed"):
         training.make_plan(cfg)
@@ -175,7 +177,8 @@ def test_plan_on_a_gpu_where_unsloth_does_not_start_and_bitsandbytes_is_missing(
 
 def test_importing_hive_does_not_import_transformers():
     # Unsloth has to be imported before transformers, peft and trl; hive modules leave that to the backend.
-    code = "import sys, train, hive.training, hive.templates, hive.models; print(sorted(m for m in ('transformers', 'peft', 'trl') if m in sys.modules))"
+    code = ("import sys, train, hive.training, hive.templates, hive.models; "
+            "print(sorted(m for m in ('transformers', 'peft', 'trl') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -376,8 +379,8 @@ def test_a_save_cut_off_midway_leaves_only_complete_checkpoints_and_resume_takes
     from hive.trainer import HiveTrainer
 
     write_samples(tmp_path / "data" / "personality.jsonl", 12)
-    sets = {"training.max_steps": 3, "training.save_steps": 1, "training.save_total_limit": 5, "model.load_in_4bit": False,
-            "training.run_name": "k"}
+    sets = {"training.max_steps": 3, "training.save_steps": 1, "training.save_total_limit": 5,
+            "model.load_in_4bit": False, "training.run_name": "k"}
     real = HiveTrainer._save_rng_state
 
     def killed_at_step_2(self, output_dir):

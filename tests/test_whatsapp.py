@@ -295,7 +295,8 @@ def test_arbitrary_text_never_crashes_and_every_line_is_accounted_for(pieces):
 
 
 def test_parser_imports_only_the_standard_library():
-    code = "import sys, hive.whatsapp, hive.privacy; print(sorted({'yaml', 'pandas', 'torch', 'numpy'} & set(sys.modules)))"
+    code = ("import sys, hive.whatsapp, hive.privacy; "
+            "print(sorted({'yaml', 'pandas', 'torch', 'numpy'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=DIR.parents[2])
     assert out.stdout.strip() == "[]"
 
