@@ -1,4 +1,4 @@
-r"""The README's benchmark figures, rendered from the benchmarks' JSON (bench/results/*.json), so that what the README
+"""The README's benchmark figures, rendered from the benchmarks' JSON (bench/results/*.json), so that what the README
 says cannot drift from what was measured.
 
     python bench/readme_figures.py            # rewrite the figure blocks of README.md (make figures)
