@@ -57,7 +57,7 @@ def test_quick_demo_runs_every_stage(tmp_path):
     assert list((workspace / "exports" / "demo").glob("*.gguf"))
     reply = proc.stdout.split("  reply")[1].splitlines()[0].strip()
     assert reply and not reply.startswith("clone>")
-    command = proc.stdout.split("\nnext: ")[1].splitlines()[0]  # typed as printed, in the shell make demo ran in
+    command = proc.stdout.rsplit("\nnext: ", 1)[1].splitlines()[0]  # the demo's own, typed as printed
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     chat = subprocess.run(["bash", "-c", f"{command} --prompt 'you free tonight?'"], cwd=REPO, capture_output=True,
                           text=True, timeout=600, env={**os.environ, "PATH": path})
