@@ -27,13 +27,14 @@ def main(argv=None) -> int:
     from hive.chat import load_run
     from hive.evaluation import evaluate_run, likelihood_table, style_table, verdict
     from hive.samples import validation_path
+    from hive.style import EXPLANATION
 
     run = load_run(paths.resolve(args.run) if args.run else None, cfg.path("outputs"))
     data = paths.resolve(args.data) if args.data else validation_path(cfg.path("final"))
     print(f"  run: {run.folder} (base {run.base_model})\n  data: {data}", flush=True)
     result = evaluate_run(run, data, cfg)
 
-    print(f"\n{likelihood_table(result)}\n\n{verdict(result)}\n\n{style_table(result)}")
+    print(f"\n{likelihood_table(result)}\n\n{verdict(result)}\n\n{style_table(result)}\n\n{EXPLANATION}")
     cli.print_summary("evaluate", {
         "held-out replies": len(result.base.tokens),
         "reply tokens": sum(result.base.tokens),

@@ -10,8 +10,6 @@ evaluate_run() writes outputs/<run>/eval_report.md, eval.json (read by export_mo
 
 import json
 import math
-import re
-import string
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,22 +19,7 @@ from hive.chat import Run
 from hive.config import Config
 from hive.errors import HiveError, missing_input
 from hive.fileio import atomic_write, read_jsonl
-
-WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
-# The pictographic blocks plus dingbats/symbols and regional-indicator flags: what phones insert as emoji.
-EMOJI = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u3297\u3299]")
-PUNCTUATION = set(string.punctuation) | set("…“”‘’¡¿")
-
-STYLE_METRICS = {  # key -> (label, how to read it)
-    "words_per_reply": ("words per reply", "mean"),
-    "chars_per_reply": ("characters per reply", "mean"),
-    "lowercase_start": ("starts lowercase", "share of replies whose first letter is lowercase"),
-    "punctuation_per_word": ("punctuation per word", "punctuation marks / words"),
-    "emoji_share": ("has emoji", "share of replies with at least one emoji"),
-    "question_share": ("asks a question", "share of replies containing '?'"),
-    "vocab_overlap": ("my words", "share of words that also occur in my real replies to these contexts (1 for me)"),
-    "multiline_share": ("multi-line", "share of replies with a line break"),
-}
+from hive.style import EXPLANATION, STYLE_METRICS, indistinguishability, stop_rate, style_metrics, words
 
 
 @dataclass
@@ -78,29 +61,6 @@ def load_samples(path: Path, limit: int | None) -> list[list[dict]]:
     if not samples:
         raise HiveError(f"{path} has no samples; re-run convert.py with a larger convert.validation_fraction")
     return spread(samples, limit)
-
-
-def words(text: str) -> list[str]:
-    return [w.lower() for w in WORD.findall(text)]
-
-
-def style_metrics(replies: list[str], vocabulary: set[str]) -> dict[str, float]:
-    """The STYLE_METRICS of a list of replies; `vocabulary` is the set of (lowercased) words to overlap with."""
-    n = max(len(replies), 1)
-    tokens = [words(r) for r in replies]
-    all_words = [w for t in tokens for w in t]
-    first_letters = [next((c for c in r if c.isalpha()), "") for r in replies]
-    lettered = [c for c in first_letters if c]
-    return {
-        "words_per_reply": len(all_words) / n,
-        "chars_per_reply": sum(len(r) for r in replies) / n,
-        "lowercase_start": sum(c.islower() for c in lettered) / max(len(lettered), 1),
-        "punctuation_per_word": sum(ch in PUNCTUATION for r in replies for ch in r) / max(len(all_words), 1),
-        "emoji_share": sum(bool(EMOJI.search(r)) for r in replies) / n,
-        "question_share": sum("?" in r for r in replies) / n,
-        "vocab_overlap": sum(w in vocabulary for w in all_words) / max(len(all_words), 1),
-        "multiline_share": sum("\n" in r.strip() for r in replies) / n,
-    }
 
 
 # ---------------------------------------------------------------- models
@@ -175,8 +135,10 @@ def reply_nll(model, encoded: list[tuple[list[int], int]], pad_id: int, batch_si
     return Likelihood(sums, counts)
 
 
-def generate_replies(model, tokenizer, contexts: list[list[dict]], cfg: Config, max_len: int, desc: str) -> list[str]:
-    """One sampled reply per context with the `generation` settings; seeded so reruns give the same text."""
+def generate_replies(model, tokenizer, contexts: list[list[dict]], cfg: Config, max_len: int,
+                     desc: str) -> tuple[list[str], list[bool]]:
+    """One sampled reply per context with the `generation` settings, seeded so reruns give the same text, and for
+    each whether it ended by itself (a stop token or the end-of-turn text) rather than at max_new_tokens."""
     import torch
     from tqdm import tqdm
     from transformers import set_seed
@@ -195,7 +157,7 @@ def generate_replies(model, tokenizer, contexts: list[list[dict]], cfg: Config, 
     device = next(model.parameters()).device
     prompts = [tokenizer(templates.render(tokenizer, c[:-1], add_generation_prompt=True), add_special_tokens=False)
                ["input_ids"][-max(max_len - gen.max_new_tokens, max_len // 2):] for c in contexts]
-    replies = []
+    replies, ended = [], []
     for start in tqdm(range(0, len(prompts), cfg.evaluate.batch_size), desc=desc, unit="batch"):
         ids, mask, _ = (t.to(device) for t in left_pad(prompts[start:start + cfg.evaluate.batch_size], tokenizer.pad_token_id))
         with torch.no_grad():
@@ -204,9 +166,11 @@ def generate_replies(model, tokenizer, contexts: list[list[dict]], cfg: Config, 
                 repetition_penalty=gen.repetition_penalty, **stop,
                 **(sampling if gen.temperature > 0 else {"do_sample": False}),
             )
-        texts = tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
+        new_ids = out[:, ids.shape[1]:]
+        texts = tokenizer.batch_decode(new_ids, skip_special_tokens=True)
         replies += [t.split(eot)[0].strip() for t in texts]
-    return replies
+        ended += [bool(set(row) & set(stop["eos_token_id"])) or eot in t for row, t in zip(new_ids.tolist(), texts)]
+    return replies, ended
 
 
 def _as_list(value) -> list:
@@ -227,6 +191,8 @@ class EvalResult:
     examples: list[dict]
     replies: dict[str, list[str]]  # "real" | "base" | "tuned" -> the style comparison's replies, in context order
     seconds: float
+    ended: dict[str, list[bool]]  # "base" | "tuned" -> whether each generated reply ended before max_new_tokens
+    auc: dict[str, float | None]  # "base" | "tuned" -> indistinguishability from my real replies (ROC AUC)
 
     @property
     def improved(self) -> bool:
@@ -247,6 +213,9 @@ class EvalResult:
         real, base, tuned = self.style["real"], self.style["base"], self.style["tuned"]
         return sum(abs(tuned[k] - real[k]) < abs(base[k] - real[k]) for k in real)
 
+    def stop_rates(self) -> dict[str, float]:
+        return {name: stop_rate(flags) for name, flags in self.ended.items()}
+
     def to_json(self) -> dict:
         return {
             "run": str(self.run_dir), "data": str(self.data), "base_model": self.base_model,
@@ -255,8 +224,8 @@ class EvalResult:
             "base_perplexity": self.base.perplexity, "tuned_perplexity": self.tuned.perplexity,
             "nll_reduction": self.reduction, "win_rate": self.win_rate, "improved": self.improved,
             "style_samples": len(self.replies["real"]), "style": self.style,
-            "style_closer_to_real": self.closer_to_real(), "examples": self.examples, "replies": self.replies,
-            "seconds": self.seconds,
+            "style_closer_to_real": self.closer_to_real(), "stop_rate": self.stop_rates(), "auc": self.auc,
+            "examples": self.examples, "replies": self.replies, "ended": self.ended, "seconds": self.seconds,
         }
 
 
@@ -280,20 +249,23 @@ def evaluate_run(run: Run, data: Path, cfg: Config) -> EvalResult:
     if merge:
         model.merge_adapter()
     tuned = reply_nll(model, encoded, tokenizer.pad_token_id, batch, "likelihood, fine-tune")
-    generated = {"tuned": generate_replies(model, tokenizer, contexts, cfg, max_len, "replies, fine-tune")}
+    generated, ended = {}, {}
+    generated["tuned"], ended["tuned"] = generate_replies(model, tokenizer, contexts, cfg, max_len, "replies, fine-tune")
     if merge:
         model.unmerge_adapter()
     with model.disable_adapter():
         base = reply_nll(model, encoded, tokenizer.pad_token_id, batch, "likelihood, base")
-        generated["base"] = generate_replies(model, tokenizer, contexts, cfg, max_len, "replies, base")
+        generated["base"], ended["base"] = generate_replies(model, tokenizer, contexts, cfg, max_len, "replies, base")
     vocabulary = {w for r in real for w in words(r)}
     replies = {"real": real, "base": generated["base"], "tuned": generated["tuned"]}
-    style = {name: style_metrics(texts, vocabulary) for name, texts in replies.items()}
+    metrics = {name: style_metrics(texts, vocabulary) for name, texts in replies.items()}
     examples = [
         {"context": c[:-1], "real": r, "base": b, "tuned": t}
         for c, r, b, t in spread(list(zip(contexts, real, generated["base"], generated["tuned"])), cfg.evaluate.examples)
     ]
-    result = EvalResult(run.folder, data, run.base_model, base, tuned, style, examples, replies, time.time() - started)
+    auc = {name: indistinguishability(real, generated[name]) for name in ("base", "tuned")}
+    result = EvalResult(run.folder, data, run.base_model, base, tuned, metrics, examples, replies,
+                        time.time() - started, ended, auc)
     write_outputs(result, cfg)
     return result
 
@@ -318,6 +290,9 @@ def style_table(result: EvalResult) -> str:
     for key, (label, _) in STYLE_METRICS.items():
         mark = " ✓" if abs(tuned[key] - real[key]) < abs(base[key] - real[key]) else ""
         rows.append(f"| {label} | {real[key]:.2f} | {base[key]:.2f} | {tuned[key]:.2f}{mark} |")
+    stop, auc = result.stop_rates(), {k: "-" if v is None else f"{v:.2f}" for k, v in result.auc.items()}
+    rows.append(f"| ends by itself (stop rate) | 1.00 | {stop['base']:.2f} | {stop['tuned']:.2f} |")
+    rows.append(f"| told apart from me (AUC) | 0.50 | {auc['base']} | {auc['tuned']} |")
     return "\n".join(rows)
 
 
@@ -384,7 +359,7 @@ def write_outputs(result: EvalResult, cfg: Config) -> None:
         json.dump(result.to_json(), f, ensure_ascii=False, indent=2)
     charts = write_charts(result)
     gen = cfg.generation
-    definitions = "\n".join(f"- *{label}*: {how}" for label, how in STYLE_METRICS.values())
+    definitions = "\n".join([*(f"- *{label}*: {how}" for label, how in STYLE_METRICS.values()), f"- {EXPLANATION}"])
     report = f"""# Evaluation of {result.run_dir.name}
 
 Base model `{result.base_model}`; held-out data `{result.data}`: {len(result.base.tokens):,} replies,
