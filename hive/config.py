@@ -101,10 +101,10 @@ class TrainingConfig:
 @dataclass
 class GenerationConfig:
     max_new_tokens: int = 128
-    temperature: float = 0.7
-    top_p: float = 0.9
+    temperature: float = 1.0
+    top_p: float = 0.95
     top_k: int = 50
-    repetition_penalty: float = 1.1
+    repetition_penalty: float = 1.0
     seed: int = 0
 
 
