@@ -216,7 +216,9 @@ def main(argv=None) -> int:
     p.add_argument("--compare", default="modes", help=f"comma-separated, of {', '.join(COMPARISONS)} (default modes)")
     p.add_argument("--jobs", type=int, default=1, help="runs trained and evaluated at a time (default 1)")
     p.add_argument("--curve", type=int, default=0,
-                   help="log the loss on 300 held-out samples every N optimizer steps (default 0 = off)")
+                   help="log the held-out loss (on up to 300 samples) every N optimizer steps (default 0 = off)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override for every run, e.g. training.learning_rate=1e-3 (repeatable)")
     p.add_argument("--json", type=Path, help="where to write the results (default WORK/bench_quality.json)")
     p.add_argument("--report-only", action="store_true",
                    help="run nothing: print the table of the runs already evaluated in WORK (after a cut-short run)")
@@ -231,7 +233,7 @@ def main(argv=None) -> int:
         shutil.rmtree(logs, ignore_errors=True)
         logs.mkdir(parents=True)
     common = ["--config", str(REPO / "training_config.yaml"), "--set", f"model.base_model={args.model}",
-              "--set", "model.load_in_4bit=false"]
+              "--set", "model.load_in_4bit=false", *as_flags(args.set)]
     budget = ["--set", "training.logging_steps=10", "--set", "training.save_steps=100000"]
     if args.defaults:
         budget += ["--set", "training.gradient_checkpointing=false"]
@@ -257,7 +259,7 @@ def main(argv=None) -> int:
         stage(work, logs and logs / f"convert-{folder.name}.log", "convert.py", "--input", str(work / "chats" / "train"),
               "--mode", mode, "--output", str(folder / "personality.jsonl"), *no_split, *as_flags(list(data)))
         if args.curve:
-            curve_file(heldout, folder / "personality.val.jsonl", 300)
+            curve_file(heldout, folder / "personality.val.jsonl", min(300, args.eval_samples))
 
     # run -> the run whose trained model it shares (the first one planned with the same data and training)
     trained_as: dict[str, str] = {}
@@ -282,7 +284,7 @@ def main(argv=None) -> int:
         for other in sharing[1:]:
             shutil.rmtree(work / "outputs" / other, ignore_errors=True)
             shutil.copytree(work / "outputs" / name, work / "outputs" / other,
-                            ignore=shutil.ignore_patterns("checkpoint-*"))
+                            ignore=shutil.ignore_patterns("checkpoint-*", "eval*"))
         with ThreadPoolExecutor(args.jobs) as pool:
             list(pool.map(evaluate, sharing))
 
@@ -302,7 +304,8 @@ def main(argv=None) -> int:
             failed = [e for e in pool.map(train_and_evaluate, order) if e]
 
     what = ("training_config.yaml as shipped, full epochs" if args.defaults else
-            f"{args.steps} steps x batch {args.batch}, max_seq_length {args.max_seq_length}")
+            f"{args.steps} steps x batch {args.batch}, max_seq_length {args.max_seq_length}") \
+        + "".join(f", {x}" for x in args.set)
     report, results = table(work, runs, what)
     checks = goals(results)
     if checks:

@@ -16,7 +16,7 @@ import pytest
 
 import export_model
 from hive import chat, export
-from hive.config import load_config
+from hive.config import GenerationConfig, load_config
 from hive.errors import ConfigError, HiveError
 
 SYSTEM = "You are Sam. Reply as Sam would on WhatsApp."
@@ -195,7 +195,9 @@ def test_modelfile_matches_the_trained_template(exported):
     text = (exported.folder / "Modelfile").read_text()
     assert text.startswith("FROM ./sam-f16.gguf\n")
     assert f'SYSTEM """{SYSTEM}"""' in text
-    for line in ("PARAMETER temperature 0.7", "PARAMETER repeat_penalty 1.1", "PARAMETER num_predict 128",
+    gen = GenerationConfig()  # the same sampling as evaluate.py and chat.py; Ollama's own defaults differ
+    for line in (f"PARAMETER temperature {gen.temperature}", f"PARAMETER top_p {gen.top_p}",
+                 f"PARAMETER repeat_penalty {gen.repetition_penalty}", f"PARAMETER num_predict {gen.max_new_tokens}",
                  "PARAMETER num_ctx 512", 'PARAMETER stop "<|im_end|>"'):
         assert line in text.splitlines()
     template = re.search(r'TEMPLATE """(.*?)"""', text, re.S).group(1)
