@@ -2,9 +2,10 @@
 
     python chat.py                                          # the newest run in outputs/ (adapter on the base model)
     python chat.py exports/hive-personality/hive-personality-q4_k_m.gguf    # a GGUF, in llama.cpp
-    python chat.py outputs/<run> --prompt "hey, you free tonight?"          # one reply, then exit
+    python chat.py my-run --prompt "hey, you free tonight?"                 # one reply, then exit
 
-SOURCE may be a run folder, an adapter or merged model folder, an exports/<name>/ folder or a .gguf file.
+SOURCE may be a run (its name under outputs/, or its folder), an adapter or merged model folder, an exports/<name>/
+folder or a .gguf file; a path is relative to the project root.
 In the conversation: /reset forgets the history, /quit (or Ctrl-D) leaves.
 """
 
@@ -30,7 +31,9 @@ def main(argv=None) -> int:
     started = time.time()
     clone = load_clone(args.source, cfg)
     print(f"  loaded {clone.source} in {time.time() - started:.1f} s; persona: {clone.system_prompt or 'none'}; "
-          f"context {clone.context_length:,} tokens", flush=True)
+          f"context {clone.max_seq_length:,} tokens", flush=True)
+    if clone.notice:
+        print(f"  notice: {clone.notice}", flush=True)
     try:
         turns = converse(clone, args.prompt)
     finally:

@@ -1,6 +1,6 @@
 """Drop the samples that cannot train anything - no user turn, no assistant turn, or an empty turn - from a training
-file in place (the original is kept as FILE.bak). Complete samples are kept byte for byte. A line that is not JSON
-stops it with nothing changed: fix_dataset.py may still repair that line.
+file in place (the original is kept as FILE.bak; a later repair adds FILE.bak2, ...). Complete samples are kept byte
+for byte. A line that is not JSON stops it with nothing changed: fix_dataset.py may still repair that line.
 
     python clean_incomplete.py                              # dataset/final/personality.jsonl
     python clean_incomplete.py --input data.jsonl --dry-run # report only, change nothing
@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     print(f"clean: settings\n  input: {path}\n  dry run: {args.dry_run}", flush=True)
     report = clean_file(path, args.dry_run)
     cli.print_list("dropped", [f"line {p.line}: {p.kind}" for p in report.dropped])
-    written = "nothing to drop" if not report.dropped else "not written (dry run)" if args.dry_run else f"{path} (original: {path}.bak)"
+    written = "nothing to drop" if not report.dropped else "not written (dry run)" if args.dry_run else f"{path} (original: {report.backup})"
     rows = {"lines": report.lines, "kept": report.kept, "dropped": len(report.dropped),
             **{f"dropped: {k}": n for k, n in sorted(Counter(p.kind for p in report.dropped).items())}, "file": written}
     cli.print_summary("clean", rows, f"python validate_dataset.py --input {path}", started)

@@ -12,8 +12,8 @@ up to convert.max_context_turns earlier turns as context; see hive/samples.py fo
 import sys
 import time
 
-from hive import cli
-from hive.samples import convert, validation_path
+from hive import cli, paths
+from hive.samples import convert, load_chats
 from hive.tokens import load_counter
 
 
@@ -29,12 +29,13 @@ def main(argv=None) -> int:
     cli.print_settings("convert", cfg, ["convert"])
     output = cfg.path("final")
     print(f"  input: {cfg.path('cleaned')}\n  output: {output}\n  model.max_seq_length: {cfg.model.max_seq_length}")
+    chats = load_chats(cfg.path("cleaned"))  # before the tokenizer: a missing input fails at once
     counter = load_counter(args.tokenizer, cfg.model.base_model, cfg.model.chat_template)
     print(f"  tokens counted with: {counter.name}", flush=True)
-    result = convert(cfg, cfg.path("cleaned"), output, counter)
+    result = convert(cfg, chats, output, counter)
     rows = {**result.info, "training samples": len(result.train), "validation samples": len(result.validation)}
     rows.update({f"dropped: {reason}": n for reason, n in sorted(result.drops.items())})
-    rows.update({"written": str(output), "validation": str(validation_path(output))})
+    rows.update({"written": str(output), "validation": str(paths.validation_file(output))})
     cli.print_summary("convert", rows, f"python validate_dataset.py --input {output}", started)
     return 0
 

@@ -1,5 +1,5 @@
 """Stage 1: WhatsApp exports (dataset/raw) -> one JSONL per chat (dataset/cleaned), every message of every
-participant, classified (text, media, deleted, ...), with URLs, e-mails and phone numbers redacted.
+participant, classified (text, media, deleted, ...), with URLs, e-mails, phone, IBAN and card numbers redacted.
 
     python extract.py                                   # dataset/raw -> dataset/cleaned, "me" detected
     python extract.py --me "Sam" --me "Sam K"           # your name(s) as they appear in the exports
@@ -8,7 +8,8 @@ participant, classified (text, media, deleted, ...), with URLs, e-mails and phon
                                                         # by one process per core, at most 4)
 
 Put exported chats (.txt, or the .zip WhatsApp makes; any sub-folder) in dataset/raw first.
-Writes <chat>.jsonl per chat and _summary.json (format, date order, kinds, senders, who is "me" and why).
+Writes <chat>.jsonl per chat and _summary.json (format, date order, kinds, senders, who is "me" and why); with
+extract.pseudonymize, the real names behind "Person N" go to private/pseudonyms.json (paths.private), not beside them.
 """
 
 import sys
@@ -50,6 +51,7 @@ def main(argv=None) -> int:
         "by kind": ", ".join(f"{k} {n:,}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])),
         "output": str(result.output),
         "summary": str(result.summary_path),
+        **({"pseudonyms (keep private)": str(result.mapping_path)} if result.mapping_path else {}),
     }, next_command="python convert.py", started=started)
     return 0
 

@@ -1,6 +1,6 @@
-"""Repair a training file in place (the original is kept as FILE.bak): byte order marks, invalid UTF-8, trailing
-garbage, several JSON objects on one line, invalid escapes, duplicated keys, role names in the wrong case or aliases
-(human/gpt/bot/ai/model/me, ...), and the shapes {"user", "assistant"}, {"prompt", "completion"|"response"} and
+"""Repair a training file in place (the original is kept as FILE.bak; a later repair adds FILE.bak2, ...): byte order
+marks, invalid UTF-8, trailing garbage, several JSON objects on one line, invalid escapes, duplicated keys, role names
+in the wrong case or aliases (human/gpt/bot/ai/model/me, ...), and the shapes {"user", "assistant"}, {"prompt", "completion"|"response"} and
 ShareGPT {"conversations": [{"from", "value"}]}. Every line is kept, repaired, or listed as dropped with its number.
 Exit 0: the file is now clean; 1: lines were dropped or problems remain; 2: file missing or unreadable.
 
@@ -30,7 +30,7 @@ def main(argv=None) -> int:
                         ("dropped", [f"line {p.line}: {p.detail}" for p in report.dropped]),
                         ("still invalid (kept; validate_dataset.py / clean_incomplete.py)", [str(p) for p in report.remaining])):
         cli.print_list(title, rows)
-    written = "nothing to repair" if not report.changed else "not written (dry run)" if args.dry_run else f"{path} (original: {path}.bak)"
+    written = "nothing to repair" if not report.changed else "not written (dry run)" if args.dry_run else f"{path} (original: {report.backup})"
     rows = {"lines": report.lines, "lines repaired": len(report.fixed), "lines dropped": len(report.dropped),
             "samples written": len(report.out), "problems left": len(report.remaining),
             **{f"repair: {k}": n for k, n in sorted(repairs.items())}, "file": written}

@@ -216,7 +216,8 @@ print(f"{len(exports)} export(s) linked into {RAW}")
 # %% [markdown]
 # ## 5. Build the training set
 # The repository's stage scripts with its `training_config.yaml`; `SETTINGS` and the paths below override it.
-# Outputs, exports and the run go to `/kaggle/working` (`HIVE_HOME`), the dataset to `/tmp/hive`.
+# Outputs, exports and the run go to `/kaggle/working` (`HIVE_HOME`), the dataset (and, with pseudonyms, the table
+# of real names) to `/tmp/hive`.
 
 # %%
 import importlib.util
@@ -227,6 +228,7 @@ OVERRIDES = [
     f"paths.raw={RAW}",
     f"paths.cleaned={SCRATCH / 'cleaned'}",
     f"paths.final={SCRATCH / 'final' / 'personality.jsonl'}",
+    f"paths.private={SCRATCH / 'private'}",
     f"paths.outputs={WORKING / 'outputs'}",
     f"paths.exports={WORKING / 'exports'}",
     f"extract.me={json.dumps(ME)}",

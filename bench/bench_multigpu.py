@@ -26,7 +26,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_train import LLAMA_3B, TINY, build_model_dir, sample_texts  # noqa: E402
+from bench_train import sample_texts  # noqa: E402
+
+from hive import runs  # noqa: E402
+from hive.synthetic import LLAMA_3B, TINY, build_model_dir  # noqa: E402
 
 ACCELERATE_CONFIG = REPO / "configs" / "accelerate_multi_gpu.yaml"
 
@@ -113,13 +116,13 @@ def run_one(backend: str, gpus: int, args, data: Path) -> dict:
         return {"backend": backend, "gpus": gpus, "failed": f"exit {returncode}, no run.json"}
     if returncode:  # trained and wrote run.json, but a later step (e.g. the loss plot) failed: keep the figures
         print(f"exit {returncode} after training:\n{out[-1500:]}", flush=True)
-    info = json.loads((run_dir / "run.json").read_text())
+    info = runs.load_run(run_dir, home / "outputs").record
     log = [json.loads(line) for line in (run_dir / "trainer_log.jsonl").read_text().splitlines() if line.strip()]
-    samples, tokens, seconds = info["data"]["train"]["samples"], info["data"]["train"]["tokens"], info["train_seconds"]
-    steady_samples, steady_tokens = steady(log, arrivals, info["effective_batch"])
+    samples, tokens, seconds = info.train.samples, info.train.tokens, info.train_seconds
+    steady_samples, steady_tokens = steady(log, arrivals, info.effective_batch)
     return {
-        "backend": info["backend"], "gpus": gpus, "world_size": info["world_size"], "precision": info["precision"],
-        "load_in_4bit": info["load_in_4bit"], "effective_batch": info["effective_batch"], "steps": info["steps"],
+        "backend": info.backend, "gpus": gpus, "world_size": info.world_size, "precision": info.precision,
+        "load_in_4bit": info.load_in_4bit, "effective_batch": info.effective_batch, "steps": info.steps,
         "samples": samples, "tokens": tokens, "train_s": seconds, "wall_s": time.time() - started,
         "samples_s": samples / seconds, "tokens_s": tokens / seconds,
         "steady_samples_s": steady_samples, "steady_tokens_s": steady_tokens,
@@ -128,7 +131,7 @@ def run_one(backend: str, gpus: int, args, data: Path) -> dict:
         "run_folders": len(list((home / "outputs").iterdir())),
         "final_models": len(list((home / "outputs").rglob("final_model"))),
         "summaries_printed": out.count("train: done"),
-        "final_loss": info["train_loss"], "exit": returncode,
+        "final_loss": info.train_loss, "exit": returncode,
     }
 
 

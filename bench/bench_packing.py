@@ -79,7 +79,8 @@ def main(argv=None) -> int:
     import unsloth  # noqa: F401  (first, before transformers)
     import torch
 
-    from bench.bench_train import LLAMA_3B, build_model_dir, plain_data, sample_texts
+    from bench.bench_train import plain_data, sample_texts
+    from hive.synthetic import LLAMA_3B, build_model_dir
     from hive import templates, training
     from hive.config import load_config
 

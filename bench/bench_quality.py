@@ -44,10 +44,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from hive import runs as records  # noqa: E402
 from hive.config import load_config  # noqa: E402
 from hive.evaluation import spread  # noqa: E402
 from hive.fileio import read_jsonl, write_jsonl  # noqa: E402
-from hive.style import STYLE_METRICS, SHARES, gap  # noqa: E402
+from hive.style import SHARES, STYLE_METRICS, gap  # noqa: E402
 
 EARLIER_SAMPLING = ["generation.repetition_penalty=1.1", "generation.temperature=0.7", "generation.top_p=0.9"]
 # run name -> (convert mode, config overrides); the overrides of the sections below decide what is trained
@@ -140,7 +141,7 @@ def table(work: Path, runs: dict, budget: str) -> tuple[str, dict]:
     if not runs:
         return "no run was evaluated", {}
     results = {name: json.loads((work / "outputs" / name / "eval.json").read_text()) for name in runs}
-    infos = {name: json.loads((work / "outputs" / name / "run.json").read_text()) for name in runs}
+    infos = {name: records.RunRecord.load(work / "outputs" / name) for name in runs}
     first = results[next(iter(runs))]
     lines = [
         f"Held-out: {first['samples']:,} real replies ({first['reply_tokens']:,} tokens) from chats no run saw; "
@@ -151,7 +152,7 @@ def table(work: Path, runs: dict, budget: str) -> tuple[str, dict]:
     ]
     for name in runs:
         r, info = results[name], infos[name]
-        lines.append(f"| {name} | {info['data']['train']['samples']:,} | {info['steps']:,} | {r['tuned_nll']:.3f} | "
+        lines.append(f"| {name} | {info.train.samples:,} | {info.steps:,} | {r['tuned_nll']:.3f} | "
                      f"{-r['nll_reduction']:+.1%} | {r['win_rate']:.0%} |")
     keys = list(STYLE_METRICS)
     head = [STYLE_METRICS[k][0] for k in keys] + ["ends by itself", "told apart (AUC)"]
@@ -256,8 +257,9 @@ def main(argv=None) -> int:
 
     def convert(key) -> None:
         (mode, data), folder = key, data_dir[key]
-        stage(work, logs and logs / f"convert-{folder.name}.log", "convert.py", "--input", str(work / "chats" / "train"),
-              "--mode", mode, "--output", str(folder / "personality.jsonl"), *no_split, *as_flags(list(data)))
+        stage(work, logs and logs / f"convert-{folder.name}.log", "convert.py",
+              "--input", str(work / "chats" / "train"), "--mode", mode, "--output", str(folder / "personality.jsonl"),
+              *no_split, *as_flags(list(data)))
         if args.curve:
             curve_file(heldout, folder / "personality.val.jsonl", min(300, args.eval_samples))
 
@@ -291,8 +293,8 @@ def main(argv=None) -> int:
     def evaluate(name: str) -> None:
         stage(work, logs and logs / f"{name}.log", "evaluate.py", "--run", str(work / "outputs" / name),
               "--data", str(heldout), *common, "--max-samples", str(args.eval_samples),
-              "--set", f"evaluate.style_samples={args.style_samples}", "--set", f"evaluate.batch_size={args.eval_batch}",
-              *as_flags(runs[name]["generation"]))
+              "--set", f"evaluate.style_samples={args.style_samples}",
+              "--set", f"evaluate.batch_size={args.eval_batch}", *as_flags(runs[name]["generation"]))
 
     failed = []
     if not args.report_only:
@@ -309,10 +311,10 @@ def main(argv=None) -> int:
     report, results = table(work, runs, what)
     checks = goals(results)
     if checks:
-        report += "\n\nGoals, for the run named reply:\n" + "\n".join(f"- {'met' if ok else 'NOT met'}: {t}" for t, ok in checks)
+        report += "\n\nGoals, for the run named reply:\n"
+        report += "\n".join(f"- {'met' if ok else 'NOT met'}: {t}" for t, ok in checks)
     (work / "bench_quality.md").write_text(report + "\n", encoding="utf-8")
-    curves = {name: json.loads((work / "outputs" / name / "run.json").read_text()).get("eval_losses")
-              for name in results}
+    curves = {name: records.RunRecord.load(work / "outputs" / name).eval_losses for name in results}
     out = args.json or work / "bench_quality.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({

@@ -18,10 +18,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from hive import templates  # noqa: E402
-from hive.chat import load_run  # noqa: E402
+from hive import conversations, runs, templates  # noqa: E402
 from hive.config import load_config  # noqa: E402
-from hive.evaluation import encode_sample, load_run_model, load_samples  # noqa: E402
+from hive.evaluation import encode_sample, load_run_model, spread  # noqa: E402
 
 # name -> (repetition_penalty, temperature, top_k, top_p); "shipped" is read from the config
 SETTINGS = {
@@ -33,8 +32,12 @@ SETTINGS = {
 
 
 def processors(rp: float, temperature: float, top_k: int, top_p: float) -> list:
-    from transformers import (RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper,
-                              TopPLogitsWarper)
+    from transformers import (
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
 
     chain = [RepetitionPenaltyLogitsProcessor(rp)] if rp != 1.0 else []
     chain += [TemperatureLogitsWarper(temperature)] if temperature != 1.0 else []
@@ -89,14 +92,15 @@ def main(argv=None) -> int:
     gen = load_config(args.config).generation
     settings = {f"shipped (penalty {gen.repetition_penalty}, T {gen.temperature}, top_p {gen.top_p})":
                 (gen.repetition_penalty, gen.temperature, gen.top_k, gen.top_p), **SETTINGS}
-    run = load_run(args.run, args.run.parent)
+    run = runs.load_run(args.run.resolve(), args.run.resolve().parent)
     model, tokenizer = load_run_model(run)
     model.merge_adapter()
-    means, counts = measure(model, tokenizer, load_samples(args.data, args.samples), run.max_seq_length or 2048,
-                            settings)
-    lines = [f"{args.samples} held-out replies of {args.data.name}, run {run.folder.name}: mean probability of",
-             "", f"| sampling | end-of-turn where my reply ends ({counts['end']}) | end-of-turn inside it "
-             f"({counts['inside']}) | a line break where I break the line ({counts['break']}) |", "|---|---:|---:|---:|"]
+    samples = spread(conversations.read(args.data), args.samples)
+    means, counts = measure(model, tokenizer, samples, run.record.max_seq_length, settings)
+    lines = [f"{args.samples} held-out replies of {args.data.name}, run {run.folder.name}: mean probability of", "",
+             f"| sampling | end-of-turn where my reply ends ({counts['end']}) | end-of-turn inside it "
+             f"({counts['inside']}) | a line break where I break the line ({counts['break']}) |",
+             "|---|---:|---:|---:|"]
     lines += [f"| {name} | {m['end']:.3f} | {m['inside']:.4f} | {m['break']:.3f} |" for name, m in means.items()]
     print("\n".join(lines))
     if args.json:

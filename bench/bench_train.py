@@ -32,12 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-LLAMA_3B = dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=28, num_attention_heads=24,
-                num_key_value_heads=8, head_dim=128)
-TINY = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, head_dim=64)
-SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
-            "<|finetune_right_pad_id|>"]
+from hive.synthetic import LLAMA_3B, TINY, build_model_dir  # noqa: E402  (after the sys.path insert)
 
 # name -> (what it is, config overrides, extra SFTConfig fields)
 CONFIGS = {
@@ -59,39 +54,6 @@ CONFIGS = {
     "c": ("Hugging Face + PEFT 4-bit (no Unsloth), otherwise Hive defaults",
           {"training.backend": "transformers"}, {}),
 }
-
-
-def build_model_dir(target: Path, texts: list[str], shape: dict, vocab: int = 128256) -> Path:
-    """A random-weight Llama of `shape` with a BPE tokenizer trained on `texts` and the Llama-3 chat template."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    from hive.templates import LLAMA3
-
-    if (target / "config.json").exists():
-        return target
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=8000, special_tokens=SPECIALS,
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
-                                        pad_token="<|finetune_right_pad_id|>")
-    tokenizer.chat_template = LLAMA3
-    config = LlamaConfig(
-        vocab_size=vocab, tie_word_embeddings=True, max_position_embeddings=131072, rms_norm_eps=1e-5,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0, "low_freq_factor": 1.0,
-                         "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
-        **shape,
-    )
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    with torch.device(device):
-        model = LlamaForCausalLM(config).to(torch.bfloat16)
-    model.save_pretrained(target)
-    tokenizer.save_pretrained(target)
-    return target
 
 
 def plain_data(path: Path) -> Path:
@@ -154,6 +116,7 @@ def run_one(name: str, args) -> dict:
         "model.load_in_4bit": True, "training.num_train_epochs": 1.0, "training.max_steps": args.max_steps,
         "training.save_steps": 10**6,
         "training.logging_steps": 10, "training.report_to": "none", **CONFIGS[name][1], "training.backend": backend,
+        "training.run_name": name,
     }
     cfg = load_config(REPO / "training_config.yaml", overrides)
     clock = Clock()
@@ -161,24 +124,25 @@ def run_one(name: str, args) -> dict:
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    result = training.train(cfg, run=name, callbacks=callbacks, args_extra=CONFIGS[name][2])
+    result = training.train(cfg, callbacks=callbacks, args_extra=CONFIGS[name][2]).record
     steps = len(clock.times)
     warm = min(args.warmup_steps, steps - 1)
-    tokens = result["data"]["train"]["tokens"]
-    steady_s = clock.times[-1] - clock.times[warm - 1] if warm > 0 else result["train_seconds"]
+    tokens = result.train.tokens
+    steady_s = clock.times[-1] - clock.times[warm - 1] if warm > 0 else result.train_seconds
     counted = clock.counts[-1] - (clock.counts[warm - 1] if warm > 0 else 0)
     # the count includes the batch built ahead; without a count (no collate_fn to wrap), in proportion to the steps
     steady_tokens = min(counted, tokens) if counted else tokens * (steps - warm) / steps
     full_tokens = args.full_tokens or tokens
     return {
-        "config": name, "what": CONFIGS[name][0], "backend": result["backend"], "samples": result["data"]["train"]["samples"],
-        "tokens": tokens, "steps": steps, "train_s": result["train_seconds"], "wall_s": time.perf_counter() - started,
-        "tok_s": tokens / result["train_seconds"], "steady_tok_s": steady_tokens / steady_s,
+        "config": name, "what": CONFIGS[name][0], "backend": result.backend, "samples": result.train.samples,
+        "tokens": tokens, "steps": steps, "train_s": result.train_seconds, "wall_s": time.perf_counter() - started,
+        "tok_s": tokens / result.train_seconds, "steady_tok_s": steady_tokens / steady_s,
         # the whole file: warm-up once, then the steady rate
-        "epoch_min_full": (result["train_seconds"] - steady_s + (full_tokens - tokens + steady_tokens) / (steady_tokens / steady_s)) / 60,
+        "epoch_min_full": (result.train_seconds - steady_s
+                           + (full_tokens - tokens + steady_tokens) / (steady_tokens / steady_s)) / 60,
         "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
         "reserved_gib": torch.cuda.max_memory_reserved() / 2**30 if torch.cuda.is_available() else None,
-        "final_loss": result["train_loss"], "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "final_loss": result.train_loss, "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
     }
 
 
@@ -250,12 +214,12 @@ def main(argv=None) -> int:
     build_model_dir(args.model_dir, texts, TINY if args.tiny else LLAMA_3B, vocab=8192 if args.tiny else 128256)
     from transformers import AutoTokenizer
 
-    from hive import training
+    from hive import conversations, templates
 
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
-    full = training.read_samples(data)
+    full = conversations.read(data)
     # whole conversations tokenized in one batch: fast, and the same lengths as training's (nothing needs trimming)
-    rendered = [training.templates.render(tokenizer, m) for m in full]
+    rendered = [templates.render(tokenizer, m) for m in full]
     lengths = [len(ids) for ids in tokenizer(rendered, add_special_tokens=False)["input_ids"]]
     print(f"data: {data} {len(full):,} samples, {sum(lengths):,} tokens, median {statistics.median(lengths):g}, "
           f"max {max(lengths)}; benchmark trains the first {args.samples:,}", flush=True)

@@ -10,11 +10,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hive.conversations import ROLES, incomplete_reason, problems
 from hive.errors import HiveError, missing_input
 from hive.fileio import atomic_write, backup, json_line
 from hive.tokens import TokenCounter
 
-ROLES = ("system", "user", "assistant")
 ROLE_ALIASES = {
     "human": "user", "usr": "user", "person": "user", "friend": "user", "them": "user", "other": "user",
     "prompter": "user", "question": "user", "input": "user",
@@ -59,33 +59,6 @@ def read_lines(path: Path) -> tuple[list[str], set[int]]:
             lines.append(chunk.decode("utf-8", errors="replace"))
             bad.add(number)
     return lines, bad
-
-
-def sample_problems(obj) -> list[tuple[str, str]]:
-    """(kind, detail) for everything that keeps `obj` from being a training sample."""
-    if not isinstance(obj, dict) or not isinstance(obj.get("messages"), list):
-        return [("schema", "not an object with a `messages` list")]
-    messages = obj["messages"]
-    if not messages:
-        return [("schema", "`messages` is empty")]
-    problems = []
-    for i, m in enumerate(messages, 1):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-            problems.append(("schema", f"message {i} needs a string `role` and a string `content`"))
-        elif m["role"] not in ROLES:
-            problems.append(("role", f"message {i} has role {m['role']!r}; allowed: {', '.join(ROLES)}"))
-        elif not m["content"].strip():
-            problems.append(("empty content", f"message {i} ({m['role']}) is empty"))
-    if problems:
-        return problems
-    roles = [m["role"] for m in messages]
-    if "system" in roles[1:]:
-        problems.append(("order", "a system message after the first position"))
-    if "user" not in roles:
-        problems.append(("order", "no user turn"))
-    if roles[-1] != "assistant":
-        problems.append(("order", f"the last turn is {roles[-1]}, not assistant"))
-    return problems
 
 
 @dataclass
@@ -157,7 +130,7 @@ def validate(path: Path, counter: TokenCounter | None, max_seq_length: int) -> R
         except json.JSONDecodeError as e:
             report.problems.append(Problem(number, "invalid JSON", f"{e.msg} at column {e.colno}"))
             continue
-        found = sample_problems(obj)
+        found = problems(obj)
         report.problems.extend(Problem(number, kind, detail) for kind, detail in found)
         if found:
             continue
@@ -295,6 +268,7 @@ def _sample(obj, repairs: list[str]):
 
 @dataclass
 class FixReport:
+    backup: Path | None = None  # where the original went
     lines: int = 0
     out: list[str] = field(default_factory=list)  # the repaired file, one string per line (newline included)
     fixed: dict[int, list[str]] = field(default_factory=dict)  # line -> repairs made
@@ -349,15 +323,15 @@ def fix_lines(lines: list[str], bad_utf8: set[int] = frozenset()) -> FixReport:
             report.out.extend(json_line(s) for s in samples)
             report.fixed[number] = list(dict.fromkeys(repairs))
         for sample in samples:
-            report.remaining.extend(Problem(number, kind, detail) for kind, detail in sample_problems(sample))
+            report.remaining.extend(Problem(number, kind, detail) for kind, detail in problems(sample))
     return report
 
 
 def fix_file(path: Path, dry_run: bool) -> FixReport:
-    """Repair `path` in place (the original kept as .bak) unless dry_run or nothing needs repair."""
+    """Repair `path` in place (the original kept as a new .bak, see fileio.backup) unless dry_run or nothing needs repair."""
     report = fix_lines(*read_lines(path))
     if report.changed and not dry_run:
-        backup(path)
+        report.backup = backup(path)
         with atomic_write(path) as f:
             f.writelines(report.out)
     return report
@@ -365,32 +339,16 @@ def fix_file(path: Path, dry_run: bool) -> FixReport:
 
 # ---- incomplete samples ------------------------------------------------------------------------------------------
 
-def incomplete_reason(obj) -> str | None:
-    """Why a sample cannot train anything: no turns, an empty turn, no user or no assistant turn; None when complete."""
-    messages = obj.get("messages") if isinstance(obj, dict) else None
-    if not isinstance(messages, list):
-        return "no `messages` list"
-    if not messages:
-        return "no turns"
-    roles = [m.get("role") if isinstance(m, dict) else None for m in messages]
-    if any(not isinstance(m, dict) or not isinstance(m.get("content"), str) or not m["content"].strip() for m in messages):
-        return "empty turn"
-    if "user" not in roles:
-        return "no user turn"
-    if "assistant" not in roles:
-        return "no assistant turn"
-    return None
-
-
 @dataclass
 class CleanReport:
+    backup: Path | None = None  # where the original went
     lines: int = 0
     kept: int = 0
     dropped: list[Problem] = field(default_factory=list)
 
 
 def clean_file(path: Path, dry_run: bool) -> CleanReport:
-    """Drop incomplete samples from `path` (kept lines unchanged, the original kept as .bak). Refuses a file with
+    """Drop incomplete samples from `path` (kept lines unchanged, the original kept as a new .bak). Refuses a file with
     lines that are not JSON, which fix_dataset.py may still repair."""
     lines, _ = read_lines(path)  # invalid UTF-8 shows up as U+FFFD in a kept line; validate_dataset.py reports it
     report, out = CleanReport(lines=len(lines)), []
@@ -410,7 +368,7 @@ def clean_file(path: Path, dry_run: bool) -> CleanReport:
             out.append(line + "\n")
     report.kept = len(out)
     if report.dropped and not dry_run:
-        backup(path)
+        report.backup = backup(path)
         with atomic_write(path) as f:
             f.writelines(out)
     return report

@@ -1,7 +1,8 @@
 """The one configuration of every stage: defaults (below) < training_config.yaml < command-line flags.
 
-Each section is a dataclass; its field types are enforced. Unknown keys and wrong types are collected and
-reported together, with the closest valid key suggested. training_config.yaml documents every key.
+Each section is a dataclass; its field types and ranges are enforced when the config loads, before any slow work.
+Unknown keys, wrong types and values out of range are collected and reported together, with the closest valid key
+suggested. training_config.yaml documents every key.
 """
 
 import dataclasses
@@ -15,7 +16,27 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from hive import paths
+from hive.privacy import KINDS as REDACT_KINDS
 from hive.errors import ConfigError, HiveError
+
+
+def bounded(default, *, min=None, max=None, above=None, below=None, also=()):
+    """A numeric field with its valid range: min/max inclusive, above/below exclusive; `also` lists extra allowed
+    values outside the range (e.g. -1 for "off"). None always passes where the type allows it."""
+    limits = {"min": min, "max": max, "above": above, "below": below, "also": tuple(also)}
+    return field(default=default, metadata={"range": limits})
+
+
+def _range_problem(value, limits: dict) -> str | None:
+    if value is None or value in limits["also"]:
+        return None
+    checks = [("min", lambda v, b: v >= b, ">= {}"), ("above", lambda v, b: v > b, "> {}"),
+              ("max", lambda v, b: v <= b, "<= {}"), ("below", lambda v, b: v < b, "< {}")]
+    wanted = [text.format(limits[k]) for k, ok, text in checks if limits[k] is not None]
+    if all(ok(value, limits[k]) for k, ok, _ in checks if limits[k] is not None):
+        return None
+    allowed = " and ".join(wanted) + "".join(f" (or {a})" for a in limits["also"])
+    return f"must be {allowed}, got {value}"
 
 
 @dataclass
@@ -25,13 +46,14 @@ class PathsConfig:
     final: str = "dataset/final/personality.jsonl"
     outputs: str = "outputs"
     exports: str = "exports"
+    private: str = "private"
 
 
 @dataclass
 class ExtractConfig:
     me: list[str] = field(default_factory=list)
     date_order: Literal["auto", "DMY", "MDY", "YMD"] = "auto"
-    redact: list[Literal["url", "email", "phone"]] = field(default_factory=lambda: ["url", "email", "phone"])
+    redact: list[Literal[REDACT_KINDS]] = field(default_factory=lambda: list(REDACT_KINDS))
     pseudonymize: bool = False
     write_plain: bool = False
 
@@ -39,31 +61,31 @@ class ExtractConfig:
 @dataclass
 class ConvertConfig:
     mode: Literal["reply", "sliding"] = "reply"
-    merge_gap_minutes: float = 10.0
-    session_gap_hours: float = 4.0
-    max_context_turns: int = 8
+    merge_gap_minutes: float = bounded(10.0, min=0)
+    session_gap_hours: float = bounded(4.0, above=0)
+    max_context_turns: int = bounded(8, min=1)
     system_prompt: Optional[str] = None
     non_text_context: Literal["placeholder", "drop"] = "placeholder"
-    min_reply_chars: int = 1
-    max_reply_chars: int = 2000
+    min_reply_chars: int = bounded(1, min=0)
+    max_reply_chars: int = bounded(2000, min=1)
     dedupe: bool = True
-    validation_fraction: float = 0.05
+    validation_fraction: float = bounded(0.05, min=0.0, max=0.5)
     seed: int = 42
 
 
 @dataclass
 class ModelConfig:
     base_model: str = "unsloth/Llama-3.2-3B-Instruct"
-    max_seq_length: int = 2048
+    max_seq_length: int = bounded(2048, min=16)
     load_in_4bit: bool = True
     chat_template: Literal["auto", "chatml", "llama3"] = "auto"
 
 
 @dataclass
 class LoraConfig:
-    r: int = 16
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
+    r: int = bounded(16, min=1)
+    lora_alpha: int = bounded(16, min=1)
+    lora_dropout: float = bounded(0.0, min=0.0, below=1.0)
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
@@ -74,46 +96,48 @@ class LoraConfig:
 class TrainingConfig:
     backend: Literal["auto", "unsloth", "transformers"] = "auto"
     run_name: Optional[str] = None
-    num_train_epochs: float = 2.0
-    max_steps: int = -1
-    max_samples: Optional[int] = None
-    per_device_train_batch_size: int = 16
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 3e-4
+    num_train_epochs: float = bounded(2.0, above=0)
+    max_steps: int = bounded(-1, min=1, also=(-1,))
+    max_samples: Optional[int] = bounded(None, min=1)
+    per_device_train_batch_size: int = bounded(16, min=1)
+    gradient_accumulation_steps: int = bounded(1, min=1)
+    learning_rate: float = bounded(3e-4, above=0, max=1)
     lr_scheduler_type: str = "linear"
-    warmup_steps: int = 10
-    weight_decay: float = 0.01
-    max_grad_norm: float = 0.3
+    warmup_steps: int = bounded(10, min=0)
+    weight_decay: float = bounded(0.01, min=0)
+    max_grad_norm: float = bounded(0.3, min=0)
     optim: str = "auto"
     packing: Union[Literal["auto"], bool] = "auto"
     group_by_length: bool = True
-    max_tokens_per_pass: int = 4096
+    max_tokens_per_pass: int = bounded(4096, min=32, also=(0,))
     assistant_only_loss: bool = True
     gradient_checkpointing: bool = True
-    logging_steps: int = 25
-    eval_steps: int = 500
-    save_steps: int = 500
-    save_total_limit: int = 2
+    logging_steps: int = bounded(25, min=1)
+    eval_steps: int = bounded(500, min=1)
+    save_steps: int = bounded(500, min=1)
+    save_total_limit: int = bounded(2, min=1)
+    save_minutes: float = bounded(15.0, min=0)
+    ddp_timeout_minutes: float = bounded(10.0, above=0)
     report_to: Literal["none", "tensorboard"] = "none"
     seed: int = 42
 
 
 @dataclass
 class GenerationConfig:
-    max_new_tokens: int = 128
-    temperature: float = 1.0
-    top_p: float = 0.95
-    top_k: int = 50
-    repetition_penalty: float = 1.0
+    max_new_tokens: int = bounded(128, min=1)
+    temperature: float = bounded(1.0, min=0)
+    top_p: float = bounded(0.95, above=0, max=1)
+    top_k: int = bounded(50, min=0)
+    repetition_penalty: float = bounded(1.0, above=0)
     seed: int = 0
 
 
 @dataclass
 class EvaluateConfig:
-    max_samples: int = 200
-    style_samples: int = 50
-    examples: int = 5
-    batch_size: int = 8
+    max_samples: int = bounded(200, min=1)
+    style_samples: int = bounded(50, min=1)
+    examples: int = bounded(5, min=0)
+    batch_size: int = bounded(8, min=1)
 
 
 @dataclass
@@ -138,16 +162,21 @@ class Config:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    # "section.key" names set on the command line (--set or a stage's flag): they win over a run's own settings
+    command_line: frozenset = field(default=frozenset(), repr=False, compare=False)
 
     def path(self, key: str) -> Path:
         """An absolute path from the `paths` section (relative ones are under the project root)."""
         return paths.resolve(getattr(self.paths, key))
 
+    def from_command_line(self, key: str) -> bool:
+        return key in self.command_line
+
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return {section: dataclasses.asdict(getattr(self, section)) for section in SECTIONS}
 
 
-SECTIONS: dict[str, type] = {f.name: f.type for f in dataclasses.fields(Config)}
+SECTIONS: dict[str, type] = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "command_line"}
 
 
 def _type_name(tp) -> str:
@@ -225,14 +254,41 @@ def _merge(cfg: Config, data: dict, origin: str, problems: list[str]) -> None:
             continue
         target = getattr(cfg, section)
         hints = typing.get_type_hints(type(target))
+        limits = {f.name: f.metadata["range"] for f in dataclasses.fields(target) if "range" in f.metadata}
         for key, value in values.items():
             if key not in hints:
                 problems.append(f"{section}.{key}: unknown key{_suggest(f'{section}.{key}', [f'{section}.{k}' for k in hints])}")
                 continue
             try:
-                setattr(target, key, _coerce(value, hints[key]))
+                value = _coerce(value, hints[key])
             except ValueError:
                 problems.append(f"{section}.{key}: expected {_type_name(hints[key])}, got {value!r}")
+                continue
+            problem = _range_problem(value, limits[key]) if key in limits else None
+            if problem:
+                problems.append(f"{section}.{key}: {problem}")
+            else:
+                setattr(target, key, value)
+
+
+def _cross_problems(cfg: Config) -> list[str]:
+    """Rules between keys, checked once each key is valid on its own."""
+    problems = []
+    if cfg.convert.min_reply_chars > cfg.convert.max_reply_chars:
+        problems.append(f"convert.min_reply_chars ({cfg.convert.min_reply_chars}) is above convert.max_reply_chars "
+                        f"({cfg.convert.max_reply_chars})")
+    if not cfg.lora.target_modules:
+        problems.append("lora.target_modules is empty; list the layers that get adapters, e.g. [q_proj, v_proj]")
+    return problems
+
+
+def _yaml_problem(file: Path, error: yaml.YAMLError) -> str:
+    """Where the YAML is broken (line and column, as an editor counts them) and what the parser expected."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else str(file)
+    what = getattr(error, "problem", None) or str(error).splitlines()[0]
+    context = getattr(error, "context", None)
+    return f"{where}: not valid YAML ({what}{f', {context}' if context else ''}); fix that line"
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -262,15 +318,20 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         try:
             data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
-            raise HiveError(f"{file}: not valid YAML ({str(e).splitlines()[0]}); fix the line it names") from None
+            raise HiveError(_yaml_problem(file, e)) from None
+        except UnicodeDecodeError:
+            raise HiveError(f"{file} is not UTF-8 text; save it as UTF-8") from None
         _merge(cfg, data, str(file), problems)
     nested: dict[str, dict] = {}
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")
         nested.setdefault(section, {})[key] = value
     _merge(cfg, nested, "command line", problems)
+    if not problems:
+        problems = _cross_problems(cfg)
     if problems:
         raise ConfigError(problems, source=str(file) if file.exists() else "configuration")
+    cfg.command_line = frozenset(overrides or ())
     return cfg
 
 

@@ -8,17 +8,15 @@
 evaluate_run() writes outputs/<run>/eval_report.md, eval.json (read by export_model.py) and PNG charts.
 """
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hive import models, templates, training
-from hive.chat import Run
+from hive import conversations, generation, models, runs, templates, training
 from hive.config import Config
-from hive.errors import HiveError, missing_input
-from hive.fileio import atomic_write, read_jsonl
+from hive.errors import HiveError
+from hive.fileio import atomic_write
 from hive.style import EXPLANATION, STYLE_METRICS, indistinguishability, stop_rate, style_metrics, words
 
 
@@ -47,41 +45,22 @@ def spread(items: list, n: int | None) -> list:
     return [items[i * len(items) // n] for i in range(n)]
 
 
-def load_samples(path: Path, limit: int | None) -> list[list[dict]]:
-    """`limit` conversations (spread over the file) of a {"messages": [...]} JSONL file whose last turn is an
-    assistant reply."""
-    if not path.exists():
-        raise missing_input(path, "convert.py", "validation file")
-    samples = []
-    for n, row in enumerate(read_jsonl(path), 1):
-        messages = row.get("messages") if isinstance(row, dict) else None
-        if not messages or messages[-1].get("role") != "assistant" or len(messages) < 2:
-            raise HiveError(f"{path}:{n}: expected {{\"messages\": [..., assistant]}}; check it with validate_dataset.py")
-        samples.append(messages)
-    if not samples:
-        raise HiveError(f"{path} has no samples; re-run convert.py with a larger convert.validation_fraction")
-    return spread(samples, limit)
-
-
 # ---------------------------------------------------------------- models
 
 
-def load_run_model(run: Run, load_in_4bit: bool = False):
+def load_run_model(run: runs.Run):
     """(PeftModel, tokenizer) of a train.py run: its base model with the adapter, and the tokenizer saved beside the
-    adapter, whose chat template is the one the run trained with. A run trained in 4 bit (CUDA) is scored in 4 bit."""
-    import torch
+    adapter, whose chat template is the one the run trained with. A run trained in 4 bit (CUDA) is scored in 4 bit,
+    loaded exactly as training loaded it."""
     from peft import PeftModel
     from transformers import AutoTokenizer
 
-    kwargs: dict = {"dtype": torch.float32}
-    if torch.cuda.is_available():
-        kwargs = {"dtype": torch.bfloat16 if models.cuda_half_precision() == "bf16" else torch.float16, "device_map": {"": 0}}
-        if load_in_4bit:
-            from transformers import BitsAndBytesConfig
-
-            kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=kwargs["dtype"]
-            )
+    device, dtype = models.inference_settings()
+    kwargs: dict = {"dtype": dtype}
+    if device == "cuda":
+        kwargs["device_map"] = {"": 0}
+        if run.record.load_in_4bit:
+            kwargs["quantization_config"] = models.quantization_config(dtype)
     tokenizer = AutoTokenizer.from_pretrained(run.adapter)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -137,8 +116,9 @@ def reply_nll(model, encoded: list[tuple[list[int], int]], pad_id: int, batch_si
 
 def generate_replies(model, tokenizer, contexts: list[list[dict]], cfg: Config, max_len: int,
                      desc: str) -> tuple[list[str], list[bool]]:
-    """One sampled reply per context with the `generation` settings, seeded so reruns give the same text, and for
-    each whether it ended by itself (a stop token or the end-of-turn text) rather than at max_new_tokens."""
+    """One reply per context (a sample without its last turn) with the `generation` settings, prompt and reply fitted
+    into `max_len` as chat.py fits them, seeded so reruns give the same text; and for each whether it ended by
+    itself (a stop token or the end-of-turn text) rather than at its token budget."""
     import torch
     from tqdm import tqdm
     from transformers import set_seed
@@ -146,35 +126,28 @@ def generate_replies(model, tokenizer, contexts: list[list[dict]], cfg: Config, 
     gen = cfg.generation
     set_seed(gen.seed)
     eot = templates.end_of_turn(tokenizer)
-    eot_ids = tokenizer(eot, add_special_tokens=False)["input_ids"]
-    eos = {tokenizer.eos_token_id, *_as_list(model.generation_config.eos_token_id)} - {None}
-    stop: dict = {"eos_token_id": sorted(eos)}
-    if len(eot_ids) == 1:
-        stop["eos_token_id"] = sorted(eos | set(eot_ids))
-    else:  # a ChatML template on a model without ChatML tokens: the marker is several tokens
-        stop.update(stop_strings=[eot], tokenizer=tokenizer)
-    sampling = {"do_sample": True, "temperature": gen.temperature, "top_p": gen.top_p, "top_k": gen.top_k}
+    reply_tokens, _ = generation.reply_budget(max_len, gen.max_new_tokens)
+
+    def prompt_ids(messages: list[dict]) -> list[int]:
+        text = templates.render(tokenizer, messages, add_generation_prompt=True)
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    fitted = [generation.fit_prompt(c, lambda m: len(prompt_ids(m)), max_len, reply_tokens) for c in contexts]
+    prompts = [(prompt_ids(messages), budget) for messages, budget in fitted]
     device = next(model.parameters()).device
-    prompts = [tokenizer(templates.render(tokenizer, c[:-1], add_generation_prompt=True), add_special_tokens=False)
-               ["input_ids"][-max(max_len - gen.max_new_tokens, max_len // 2):] for c in contexts]
     replies, ended = [], []
     for start in tqdm(range(0, len(prompts), cfg.evaluate.batch_size), desc=desc, unit="batch"):
-        ids, mask, _ = (t.to(device) for t in left_pad(prompts[start:start + cfg.evaluate.batch_size], tokenizer.pad_token_id))
+        batch = prompts[start:start + cfg.evaluate.batch_size]
+        ids, mask, _ = (t.to(device) for t in left_pad([p for p, _ in batch], tokenizer.pad_token_id))
+        kwargs = generation.generate_kwargs(model, tokenizer, gen, min(b for _, b in batch))
         with torch.no_grad():
-            out = model.generate(
-                input_ids=ids, attention_mask=mask, max_new_tokens=gen.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                repetition_penalty=gen.repetition_penalty, **stop,
-                **(sampling if gen.temperature > 0 else {"do_sample": False}),
-            )
-        new_ids = out[:, ids.shape[1]:]
-        texts = tokenizer.batch_decode(new_ids, skip_special_tokens=True)
+            out = model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+        new = out[:, ids.shape[1]:]
+        texts = tokenizer.batch_decode(new, skip_special_tokens=True)
         replies += [t.split(eot)[0].strip() for t in texts]
-        ended += [bool(set(row) & set(stop["eos_token_id"])) or eot in t for row, t in zip(new_ids.tolist(), texts)]
+        stops = set(kwargs["eos_token_id"])
+        ended += [bool(stops & set(row)) or eot in t for row, t in zip(new.tolist(), texts)]
     return replies, ended
-
-
-def _as_list(value) -> list:
-    return value if isinstance(value, list) else [value]
 
 
 # ---------------------------------------------------------------- the evaluation
@@ -191,7 +164,7 @@ class EvalResult:
     examples: list[dict]
     replies: dict[str, list[str]]  # "real" | "base" | "tuned" -> the style comparison's replies, in context order
     seconds: float
-    ended: dict[str, list[bool]]  # "base" | "tuned" -> whether each generated reply ended before max_new_tokens
+    ended: dict[str, list[bool]]  # "base" | "tuned" -> whether each generated reply ended before its token budget
     auc: dict[str, float | None]  # "base" | "tuned" -> indistinguishability from my real replies (ROC AUC)
 
     @property
@@ -216,26 +189,25 @@ class EvalResult:
     def stop_rates(self) -> dict[str, float]:
         return {name: stop_rate(flags) for name, flags in self.ended.items()}
 
-    def to_json(self) -> dict:
-        return {
-            "run": str(self.run_dir), "data": str(self.data), "base_model": self.base_model,
-            "samples": len(self.base.tokens), "reply_tokens": sum(self.base.tokens),
-            "base_nll": self.base.nll, "tuned_nll": self.tuned.nll,
-            "base_perplexity": self.base.perplexity, "tuned_perplexity": self.tuned.perplexity,
-            "nll_reduction": self.reduction, "win_rate": self.win_rate, "improved": self.improved,
-            "style_samples": len(self.replies["real"]), "style": self.style,
-            "style_closer_to_real": self.closer_to_real(), "stop_rate": self.stop_rates(), "auc": self.auc,
-            "examples": self.examples, "replies": self.replies, "ended": self.ended, "seconds": self.seconds,
-        }
+    def record(self) -> runs.EvalRecord:
+        return runs.EvalRecord(
+            run=str(self.run_dir), data=str(self.data), base_model=self.base_model,
+            samples=len(self.base.tokens), reply_tokens=sum(self.base.tokens),
+            base_nll=self.base.nll, tuned_nll=self.tuned.nll, improved=self.improved,
+            base_perplexity=self.base.perplexity, tuned_perplexity=self.tuned.perplexity,
+            nll_reduction=self.reduction, win_rate=self.win_rate,
+            style_samples=len(self.replies["real"]), style=self.style, style_closer_to_real=self.closer_to_real(),
+            examples=[runs.Example(**e) for e in self.examples], replies=self.replies, seconds=self.seconds,
+            stop_rate=self.stop_rates(), auc=self.auc, ended=self.ended,
+        )
 
 
-def evaluate_run(run: Run, data: Path, cfg: Config) -> EvalResult:
+def evaluate_run(run: runs.Run, data: Path, cfg: Config) -> EvalResult:
     """Score, generate, and write eval.json, eval_report.md and the charts into the run folder."""
     started = time.time()
-    samples = load_samples(data, cfg.evaluate.max_samples)
-    max_len = run.max_seq_length or cfg.model.max_seq_length
-    info = json.loads((run.folder / "run.json").read_text(encoding="utf-8"))
-    model, tokenizer = load_run_model(run, bool(info.get("load_in_4bit")))
+    samples = spread(conversations.read(data), cfg.evaluate.max_samples)
+    max_len = runs.max_seq_length(run.record.max_seq_length, cfg)
+    model, tokenizer = load_run_model(run)
     eot = templates.end_of_turn(tokenizer)
     encoded = [e for e in (encode_sample(tokenizer, s, max_len, eot) for s in samples) if e is not None]
     if not encoded:
@@ -245,12 +217,13 @@ def evaluate_run(run: Run, data: Path, cfg: Config) -> EvalResult:
     real = [s[-1]["content"] for s in contexts]
     # Merged into the weights, the adapter costs nothing per step (on CPU the separate LoRA matmuls of every layer
     # double the time of small batches); a 4-bit base cannot take the merge losslessly, so it keeps the adapter apart.
-    merge = not info.get("load_in_4bit")
+    merge = not run.record.load_in_4bit
     if merge:
         model.merge_adapter()
     tuned = reply_nll(model, encoded, tokenizer.pad_token_id, batch, "likelihood, fine-tune")
     generated, ended = {}, {}
-    generated["tuned"], ended["tuned"] = generate_replies(model, tokenizer, contexts, cfg, max_len, "replies, fine-tune")
+    generated["tuned"], ended["tuned"] = generate_replies(model, tokenizer, contexts, cfg, max_len,
+                                                          "replies, fine-tune")
     if merge:
         model.unmerge_adapter()
     with model.disable_adapter():
@@ -355,8 +328,7 @@ def write_charts(result: EvalResult) -> list[str]:
 
 def write_outputs(result: EvalResult, cfg: Config) -> None:
     """eval.json, the charts and eval_report.md in the run folder."""
-    with atomic_write(result.run_dir / "eval.json") as f:
-        json.dump(result.to_json(), f, ensure_ascii=False, indent=2)
+    result.record().save(result.run_dir)
     charts = write_charts(result)
     gen = cfg.generation
     definitions = "\n".join([*(f"- *{label}*: {how}" for label, how in STYLE_METRICS.values()), f"- {EXPLANATION}"])

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hive import chat
+from hive import chat, fileio, runs
 from hive.errors import HiveError
 from hive.modelfile import derive_parts, go_template, modelfile_text, render, stop_tokens
 
@@ -61,19 +61,18 @@ def expand_formats(formats: list[str]) -> list[str]:
     return [f for f in FORMATS if f in wanted]
 
 
-def check_improvement(run: chat.Run, mode: str) -> str | None:
+def check_improvement(run: runs.Run, mode: str) -> str | None:
     """What evaluate.py concluded (outputs/<run>/eval.json): a warning, a hint, or HiveError when mode is refuse."""
     if mode == "off":
         return None
-    path = run.folder / "eval.json"
-    if not path.exists():
-        return f"hint: {path.name} not found; run evaluate.py on {run.folder} to check the clone beats the base model"
-    result = json.loads(path.read_text(encoding="utf-8"))
-    if result.get("improved", True):
+    evaluation = run.evaluation()
+    if evaluation is None:
+        return (f"hint: {runs.EVAL_FILE} not found; run evaluate.py on {run.folder} to check the clone beats the base "
+                f"model")
+    if evaluation.improved:
         return None
-    tuned, base = result.get("tuned_nll", float("nan")), result.get("base_nll", float("nan"))
     message = (f"evaluate.py found the fine-tune no better than the base model "
-               f"(reply NLL {tuned:.3f} vs base {base:.3f}, {path})")
+               f"(reply NLL {evaluation.tuned_nll:.3f} vs base {evaluation.base_nll:.3f}, {run.folder / runs.EVAL_FILE})")
     if mode == "refuse":
         raise HiveError(f"{message}; train longer or on more data, or --set export.require_improvement=warn to export "
                         f"anyway")
@@ -237,7 +236,7 @@ def _preview(text: str, width: int = 40) -> str:
     return repr(text if len(text) <= width else text[: width - 1] + "…")
 
 
-def export_run(run: chat.Run, cfg, name: str, formats: list[str], quantizations: list[str]) -> ExportResult:
+def export_run(run: runs.Run, cfg, name: str, formats: list[str], quantizations: list[str]) -> ExportResult:
     """Build exports/<name>/ from `run`; see the module docstring. Replaces an existing export of that name."""
     from transformers import AutoTokenizer
 
@@ -260,7 +259,7 @@ def export_run(run: chat.Run, cfg, name: str, formats: list[str], quantizations:
     if note:
         result.notes.append(note)
 
-    num_ctx = run.max_seq_length or cfg.model.max_seq_length
+    max_seq_length = runs.max_seq_length(run.record.max_seq_length, cfg)
     template, stops = "", []
     if ggufs:  # learn the template before any heavy work, so an unsupported one fails fast
         tokenizer = AutoTokenizer.from_pretrained(run.adapter)
@@ -269,23 +268,23 @@ def export_run(run: chat.Run, cfg, name: str, formats: list[str], quantizations:
     exports.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=exports))
     try:
-        built = _build(run, cfg, name, formats, quantizations, work, result, template, stops)
+        built = _build(run, cfg, name, formats, quantizations, work, result, template, stops, max_seq_length)
         for artifact, verify in built:
             if cfg.export.verify and verify is not None:
                 print(f"verifying {artifact.format} ...", flush=True)
                 verify(artifact)
-        _write_modelfiles(work, result, name, ggufs, quantizations[0], template, stops, run.system_prompt, cfg, num_ctx)
-        manifest = {
-            "name": name, "run": str(run.folder), "base_model": run.base_model, "system_prompt": run.system_prompt,
-            "num_ctx": num_ctx, "stops": stops if ggufs else None,
-            "gguf": f"{name}-{quantizations[0]}.gguf" if "gguf" in formats else None,  # the Modelfile's; chat.py's pick
-            "files": [a.path.name for a in result.artifacts], "notes": result.notes,
-            "artifacts": [{"format": a.format, "file": a.path.name, "bytes": a.size, "seconds": round(a.seconds, 1),
-                           "check": a.check} for a in result.artifacts],
-        }
-        (work / "export.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        _write_modelfiles(work, result, name, ggufs, quantizations[0], template, stops, run.system_prompt, cfg,
+                          max_seq_length)
+        runs.ExportRecord(
+            name=name, run=str(run.folder), base_model=run.base_model, max_seq_length=max_seq_length,
+            system_prompt=run.system_prompt, stops=stops if ggufs else None,
+            gguf=f"{name}-{quantizations[0]}.gguf" if "gguf" in formats else None,  # the Modelfile's; chat.py's pick
+            files=[a.path.name for a in result.artifacts], notes=result.notes,
+            artifacts=[runs.Artifact(a.format, a.path.name, a.size, round(a.seconds, 1), a.check)
+                       for a in result.artifacts],
+        ).save(work)
         work.chmod(0o755)
-        _replace_dir(work, final)
+        fileio.replace_dir(work, final)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -295,7 +294,7 @@ def export_run(run: chat.Run, cfg, name: str, formats: list[str], quantizations:
 
 
 def _write_modelfiles(work: Path, result: ExportResult, name: str, ggufs: list[str], quantization: str, template: str,
-                      stops: list[str], system: str | None, cfg, num_ctx: int) -> None:
+                      stops: list[str], system: str | None, cfg, max_seq_length: int) -> None:
     """Modelfile (the merged GGUF) and Modelfile.adapter (base GGUF + ADAPTER), and the ollama commands for them."""
     for kind in ggufs:
         if kind == "gguf":
@@ -303,30 +302,13 @@ def _write_modelfiles(work: Path, result: ExportResult, name: str, ggufs: list[s
         else:
             file, model = "Modelfile.adapter", f"{name}-adapter"
             lines = [f"FROM ./{name}-base-{quantization}.gguf", f"ADAPTER ./{name}-lora-f16.gguf"]
-        text = modelfile_text(lines, template, stops, system, cfg.generation, num_ctx)
+        text = modelfile_text(lines, template, stops, system, cfg.generation, max_seq_length)
         (work / file).write_text(text, encoding="utf-8")
         result.commands += [f"ollama create {model} -f {result.folder / file}", f"ollama run {model}"]
 
 
-def _replace_dir(new: Path, final: Path) -> None:
-    """Move `new` to `final`; an older export of the same name is removed only after the new one is in place."""
-    old = None
-    if final.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
-        os.replace(final, old / final.name)
-    try:
-        os.replace(new, final)
-    except OSError:
-        if old:
-            os.replace(old / final.name, final)
-        raise
-    finally:
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def _build(run: chat.Run, cfg, name: str, formats: list[str], quantizations: list[str], work: Path,
-           result: ExportResult, template: str, stops: list[str]):
+def _build(run: runs.Run, cfg, name: str, formats: list[str], quantizations: list[str], work: Path,
+           result: ExportResult, template: str, stops: list[str], ctx: int):
     """Write every requested format into `work`; returns (artifact, verify function or None) pairs.
     `template` and `stops` are the Modelfile's, which the GGUF checks use."""
     import torch
@@ -335,7 +317,6 @@ def _build(run: chat.Run, cfg, name: str, formats: list[str], quantizations: lis
 
     built: list = []
     gen, system = verification_settings(cfg.generation), run.system_prompt
-    ctx = run.max_seq_length or cfg.model.max_seq_length
 
     def add(fmt: str, path: Path, seconds: float, verify=None) -> Artifact:
         artifact = Artifact(fmt, path, _size(path), seconds)
@@ -391,10 +372,10 @@ def _build(run: chat.Run, cfg, name: str, formats: list[str], quantizations: lis
         add("merged_16bit", merged_dir, time.time() - started, lambda a: _verify_transformers(
             a, lambda: chat.transformers_clone(merged_dir, gen, ctx, system)))
     if "merged_4bit" in formats:
-        from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+        from transformers import AutoModelForCausalLM
 
         started, out = time.time(), work / "merged_4bit"
-        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+        quant = models.quantization_config(models.inference_settings()[1])
         model = AutoModelForCausalLM.from_pretrained(merged_dir, quantization_config=quant, device_map="cuda")
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)

@@ -21,7 +21,7 @@ from json.encoder import encode_basestring as _json_str
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator, Optional
 
-from hive import fileio, whatsapp
+from hive import fileio, privacy, whatsapp
 from hive.config import Config
 from hive.errors import HiveError
 from hive.privacy import Pseudonyms, Redactor, strip_urls
@@ -85,6 +85,7 @@ class ExtractResult:
     chats: list[ChatReport]
     summary_path: Path
     stale: list[str] = field(default_factory=list)   # *.jsonl in the output folder that this run did not write
+    mapping_path: Optional[Path] = None               # the real names behind the pseudonyms (paths.private)
 
     @property
     def written(self) -> list[ChatReport]:
@@ -334,7 +335,8 @@ def _write_messages(lines, f, txt, fmt, chat_json: str, me: set, redactor: Redac
                 shown, me_json, is_me = people[sender]
             except KeyError:
                 is_me = sender.casefold() in me
-                shown = _json_str(pseudonyms.name(sender) if pseudonyms and not is_me else sender)
+                # an unsaved contact's sender is a phone number: redacted like one when not pseudonymized
+                shown = _json_str(sender if is_me else redactor(pseudonyms.name(sender) if pseudonyms else sender))
                 shown, me_json, is_me = people[sender] = (shown, "true" if is_me else "false", is_me)
             prefix = f'{{"chat": {chat_json}, "timestamp": "{ts}", "sender": {shown}, "is_me": {me_json}, '
         if is_me:
@@ -438,7 +440,7 @@ def run(cfg: Config, progress: bool = True, jobs: Optional[int] = None) -> Extra
                 _skip(report, e)
         usable = [(s, r) for s, r in usable if r.source in surveys]
     if not usable:
-        _write_summary(out, raw, None, reports)
+        _write_summary(out, raw, None, reports, Redactor(x.redact))
         reasons = "; ".join(f"{r.source}: {r.reason}" for r in reports[:5])
         raise HiveError(f"no usable WhatsApp export in {raw} ({reasons}); export the chat again from WhatsApp "
                         f"(without media is enough) and put the .txt or .zip there")
@@ -447,26 +449,29 @@ def run(cfg: Config, progress: bool = True, jobs: Optional[int] = None) -> Extra
         report.chat = _chat_name(source.title, source.label, used)
 
     me = decide_me(x.me, [(r.chat, surveys[r.source][1]) for _, r in usable] if surveys else [])
-    pseudonyms = None
+    pseudonyms = mapping_path = None
     if x.pseudonymize:
         names = [n for _, stats in surveys.values() for n in [*stats.senders, *stats.attributed]]
         pseudonyms = Pseudonyms(names, keep=me.names)
+        mapping_path = privacy.write_mapping(pseudonyms, cfg.path("private"))
     me_set, redactor = {n.casefold() for n in me.names}, Redactor(x.redact)
+    # chat and file names hold contacts' names and numbers: named again, scrubbed, now that "me" is decided
+    scrub, used = privacy.scrubber(redactor, pseudonyms), set()
+    for source, report in usable:
+        report.chat = _chat_name(scrub(source.title), scrub(source.label), used)
     for source, report in tqdm(usable, desc="extract: writing", unit="file", disable=not progress):
         try:
             fmt = surveys[report.source][0] if surveys else _format(source, x.date_order)
-            if pseudonyms is not None:
-                report.chat = _UNSAFE.sub("_", pseudonyms.text(report.chat))
             stats, report.my_messages = _write_chat(source, fmt, report.chat, out, me_set, redactor, pseudonyms,
                                                     x.write_plain, jobs)
             report.output = f"{report.chat}.jsonl"
             _report(report, fmt, stats)
         except _UNREADABLE as e:
             _skip(report, e)
-    summary = _write_summary(out, raw, me, reports)
+    summary = _write_summary(out, raw, me, reports, scrub)
     written = {r.output for r in reports if r.status == "ok"}
     stale = sorted(p.name for p in out.glob("*.jsonl") if p.name not in written)
-    result = ExtractResult(raw, out, me, reports, summary, stale)
+    result = ExtractResult(raw, out, me, reports, summary, stale, mapping_path)
     if not result.written:
         raise HiveError(f"no usable WhatsApp export in {raw}; see {summary}")
     if x.me and not any(r.my_messages for r in result.written):
@@ -478,12 +483,14 @@ def run(cfg: Config, progress: bool = True, jobs: Optional[int] = None) -> Extra
     return result
 
 
-def _write_summary(out: Path, raw: Path, me: Optional[MeDecision], reports: list[ChatReport]) -> Path:
+def _write_summary(out: Path, raw: Path, me: Optional[MeDecision], reports: list[ChatReport],
+                   scrub: Callable[[str], str]) -> Path:
+    """_summary.json, scrubbed like the chats (it travels with them): file names, senders and evidence."""
     import json
 
     path = out / SUMMARY_NAME
-    data = {"input": str(raw), "output": str(out), "me": asdict(me) if me else None,
-            "files": [asdict(r) for r in reports]}
+    data = privacy.scrub_json({"input": str(raw), "output": str(out), "me": asdict(me) if me else None,
+                               "files": [asdict(r) for r in reports]}, scrub)
     with fileio.atomic_write(path) as f:
         json.dump(data, f, ensure_ascii=False, indent=1)
     return path

@@ -56,9 +56,33 @@ def read_jsonl(path: str | os.PathLike) -> Iterator:
                 yield json.loads(line)
 
 
+def replace_dir(new: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Move the fully written folder `new` to `final`; an older `final` is removed only after the new one is in
+    place (and put back if the move fails). Both must be on one file system."""
+    new, final = Path(new), Path(final)
+    old = None
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+        os.replace(final, old / final.name)
+    try:
+        os.replace(new, final)
+    except OSError:
+        if old:
+            os.replace(old / final.name, final)
+        raise
+    finally:
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def backup(path: str | os.PathLike) -> Path:
-    """Copy `path` to `path.bak` (an older .bak is replaced) before a repair rewrites it."""
+    """Copy `path` to a new backup before a repair rewrites it: FILE.bak, then FILE.bak2, FILE.bak3, ... An earlier
+    backup is never replaced, so every original of a chain of repairs is kept."""
     path = Path(path)
-    bak = path.with_name(path.name + ".bak")
-    shutil.copy2(path, bak)
+    n = 1
+    while (bak := path.with_name(path.name + (".bak" if n == 1 else f".bak{n}"))).exists():
+        n += 1
+    with atomic_write(bak, "wb") as f, open(path, "rb") as src:
+        shutil.copyfileobj(src, f)
+    shutil.copystat(path, bak)
     return bak

@@ -105,6 +105,25 @@ def cuda_half_precision() -> str:
     return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
 
 
+def inference_settings():
+    """(device, dtype) to run a model for evaluation, chat and export checks: the GPU in its native half precision
+    (the one training used there), else the CPU in float32."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu", torch.float32
+    return "cuda", torch.bfloat16 if cuda_half_precision() == "bf16" else torch.float16
+
+
+def quantization_config(compute_dtype):
+    """4-bit NF4 with double quantization (bitsandbytes): how training loads a base model on CUDA, and so how
+    evaluation must load it to score the same weights."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute_dtype)
+
+
 def hub_error(name: str, error: Exception) -> HiveError:
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return HiveError(

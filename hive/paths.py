@@ -20,6 +20,15 @@ def resolve(path: str | os.PathLike) -> Path:
     return p if p.is_absolute() else project_root() / p
 
 
+def display(path: str | os.PathLike) -> str:
+    """How a path is printed in a command the user may copy: relative to the project root when inside it."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(project_root()))
+    except ValueError:
+        return str(p)
+
+
 def cache_dir() -> Path:
     """Derived, re-creatable files (e.g. the bundled model converted to a Hugging Face folder)."""
     if os.environ.get("HIVE_CACHE"):
@@ -29,3 +38,10 @@ def cache_dir() -> Path:
 
 def config_file() -> Path:
     return project_root() / "training_config.yaml"
+
+
+def validation_file(training_file: str | os.PathLike) -> Path:
+    """The validation file that sits beside a training file: personality.jsonl -> personality.val.jsonl,
+    data/train.json -> data/train.val.json. convert.py writes it, train.py and evaluate.py read it."""
+    p = Path(training_file)
+    return p.with_name(f"{p.stem}.val{p.suffix or '.jsonl'}")

@@ -21,7 +21,6 @@ the reply is never cut (the sample is dropped instead). Samples are split into t
 
 import hashlib
 import json
-import re
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,9 +29,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from hive import conversations, paths
 from hive.config import Config
 from hive.errors import HiveError, missing_input
 from hive.fileio import write_jsonl
+from hive.privacy import strip_urls
 from hive.tokens import TokenCounter
 
 TEXT_KINDS = ("text", "edited")
@@ -42,8 +43,6 @@ PLACEHOLDERS = {
 }
 KINDS = frozenset((*TEXT_KINDS, *PLACEHOLDERS, "system"))
 FIELDS = ("chat", "timestamp", "sender", "is_me", "kind", "text")
-# The original extract.py deleted URLs; extract.py's redaction leaves <URL> in their place, which goes the same way.
-URL = re.compile(r"https?://\S+|www\.\S+|<URL>")
 
 
 @dataclass
@@ -91,11 +90,6 @@ class Result:
     validation: list[dict]
     drops: Counter
     info: dict
-
-
-def validation_path(output: Path) -> Path:
-    """personality.jsonl -> personality.val.jsonl (the validation file sits beside the training file)."""
-    return output.with_name(f"{output.stem}.val{output.suffix or '.jsonl'}")
 
 
 def load_chats(folder: Path) -> list[Chat]:
@@ -213,10 +207,10 @@ def _kept_original(chat: Chat, info: Counter) -> list[str]:
         elif text in ("You deleted this message", "<Media omitted>") or "deleted this message" in text.lower() \
                 or text.startswith("<Media omitted>"):
             info["my messages filtered: deleted/media text"] += 1
-        elif not URL.sub("", text).strip():
+        elif not (without_urls := strip_urls(text).strip()):    # the original deleted URLs (also redaction's <URL>)
             info["my messages filtered: only a URL"] += 1
         else:
-            kept.append(URL.sub("", text).strip())
+            kept.append(without_urls)
     return kept
 
 
@@ -231,34 +225,26 @@ def _sliding_candidates(chats: list[Chat], counter: TokenCounter, info: Counter)
 
 
 def _fit(cand: Candidate, budget: int, per_turn: int, max_turns: int, drops: Counter, info: Counter) -> list | None:
-    """The context turns that fit `budget` tokens (newest kept first), starting at a user turn; None = dropped."""
-    left = budget - cand.reply_tokens - per_turn
-    if left < 0:
+    """The context turns that fit `budget` tokens with the reply (conversations.fit, on the per-turn estimates);
+    None = dropped."""
+    if cand.reply_tokens + per_turn > budget:
         drops["reply_over_max_seq_length"] += 1
         return None
-    chosen = []
-    for role, content, tokens in reversed(cand.context[-max_turns:]):
-        if tokens + per_turn > left:
-            info["samples whose context was trimmed to fit"] += 1
-            break
-        left -= tokens + per_turn
-        chosen.insert(0, (role, content))
-    while chosen and chosen[0][0] != "user":
-        chosen.pop(0)
-    if not chosen:
-        fits = any(role == "user" for role, _, _ in cand.context[-max_turns:])
+    turns = [{"role": r, "content": c, "tokens": n} for r, c, n in cand.context[-max_turns:]]
+    turns.append({"role": "assistant", "content": cand.reply, "tokens": cand.reply_tokens})
+    fitted = conversations.fit(turns, lambda ms: sum(m["tokens"] + per_turn for m in ms), budget, keep=2)
+    if fitted is None:
+        fits = any(m["role"] == "user" for m in turns[:-1])
         drops["context_over_max_seq_length" if fits else "no_context"] += 1
         return None
-    return chosen
+    if len(fitted) < len(conversations.fit(turns, lambda ms: 0, 0, keep=2)):
+        info["samples whose context was trimmed to fit"] += 1
+    return [(m["role"], m["content"]) for m in fitted[:-1]]
 
 
 def build(chats: list[Chat], cfg: Config, counter: TokenCounter) -> Result:
     """Samples from the chats, fitted to model.max_seq_length, deduplicated and split (see the module docstring)."""
     c, drops, info = cfg.convert, Counter(), Counter()
-    if not 0.0 <= c.validation_fraction <= 0.5:
-        raise HiveError(f"convert.validation_fraction is {c.validation_fraction}; use a value from 0.0 to 0.5")
-    if c.max_context_turns < 1 or c.merge_gap_minutes < 0 or c.session_gap_hours <= 0:
-        raise HiveError("convert.max_context_turns must be >= 1, merge_gap_minutes >= 0 and session_gap_hours > 0")
     owner = owner_name(chats)
     if owner is None:
         raise HiveError("no cleaned message is marked as yours (is_me); set extract.me to your name and run extract.py again")
@@ -276,7 +262,7 @@ def build(chats: list[Chat], cfg: Config, counter: TokenCounter) -> Result:
         if chosen is not None:
             units.append(cand.unit)
             samples.append(head + [{"role": r, "content": t} for r, t in chosen] + [{"role": "assistant", "content": cand.reply}])
-    units, samples, tokens = _confirm_lengths(units, samples, len(head), cfg.model.max_seq_length, counter, drops)
+    units, samples, tokens = _confirm_lengths(units, samples, cfg.model.max_seq_length, counter, drops)
     if c.dedupe and c.mode == "reply":
         units, samples, tokens = _dedupe(units, samples, tokens, drops)
     held_out = _validation_units(units, c.validation_fraction, c.seed)
@@ -294,7 +280,7 @@ def build(chats: list[Chat], cfg: Config, counter: TokenCounter) -> Result:
     return Result(train, validation, drops, summary)
 
 
-def _confirm_lengths(units, samples, head: int, limit: int, counter: TokenCounter, drops: Counter):
+def _confirm_lengths(units, samples, limit: int, counter: TokenCounter, drops: Counter):
     """Render every sample with the chat template and count it exactly; the rare one that the per-turn sums
     underestimated loses its oldest context turn until it fits."""
     tokens = counter.count_conversations(samples, desc="counting tokens")
@@ -303,10 +289,7 @@ def _confirm_lengths(units, samples, head: int, limit: int, counter: TokenCounte
         if not over:
             return units, samples, tokens
         for i in over:
-            rest = samples[i][head + 1:-1]
-            while rest and rest[0]["role"] != "user":
-                rest.pop(0)
-            samples[i] = samples[i][:head] + rest + samples[i][-1:] if rest else None
+            samples[i] = conversations.drop_oldest(samples[i], keep=2)
         fresh = iter(counter.count_conversations([samples[i] for i in over if samples[i] is not None]))
         for i in over:
             tokens[i] = next(fresh) if samples[i] is not None else None
@@ -344,9 +327,14 @@ def _spread(values: list[int]) -> str:
     return f"mean {statistics.fmean(values):.1f}, median {statistics.median(values):g}, max {max(values)}"
 
 
-def convert(cfg: Config, input_dir: Path, output: Path, counter: TokenCounter) -> Result:
-    """dataset/cleaned -> the training file `output` and its validation file; returns the samples and counts."""
-    result = build(load_chats(input_dir), cfg, counter)
+def convert(cfg: Config, chats: list[Chat], output: Path, counter: TokenCounter) -> Result:
+    """The chats (load_chats) -> the training file `output` and its validation file; returns the samples and counts.
+    When no training sample can be built, nothing is written: a good training file from an earlier run stays."""
+    result = build(chats, cfg, counter)
+    if not result.train:
+        reasons = ", ".join(f"{reason} {n:,}" for reason, n in result.drops.most_common()) or "no reply of mine"
+        raise HiveError(f"no training sample could be built (dropped: {reasons}); {output} was left as it was. Check "
+                        f"extract.me and model.max_seq_length, then run convert.py again")
     write_jsonl(output, result.train)
-    write_jsonl(validation_path(output), result.validation)
+    write_jsonl(paths.validation_file(output), result.validation)
     return result

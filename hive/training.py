@@ -16,10 +16,13 @@ tokens), so random padded batches spend most of their compute on padding. By def
 samples of similar length within a token limit (training.group_by_length, training.max_tokens_per_pass;
 hive/batching.py), and such batches train fastest padded (see make_plan).
 
+train() runs in steps a reader can follow: start (plan, data files, run folder), load (model + fresh adapter),
+encode_file (samples -> token ids and labels), make_trainer, fit (the Trainer's loop, Ctrl-C, a failing backend),
+finish (final model, run.json, logs, loss curve). The Trainer and its callbacks are in hive/trainer.py.
+
 Nothing here imports transformers, peft or trl at module level: Unsloth must be imported first when it is used.
 """
 
-import contextlib
 import dataclasses
 import hashlib
 import importlib.metadata
@@ -27,18 +30,16 @@ import importlib.util
 import json
 import os
 import platform
-import signal
+import shutil
 import statistics
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hive import batching, fileio, models, paths, templates
+from hive import batching, conversations, fileio, models, paths, runs, templates
 from hive.config import Config
 from hive.errors import HiveError, missing_input
 
-ROLES = {"system", "user", "assistant"}
 VERSIONED = ["torch", "transformers", "peft", "trl", "datasets", "accelerate", "unsloth", "bitsandbytes"]
 
 
@@ -117,51 +118,27 @@ def data_files(cfg: Config) -> tuple[Path, Path | None]:
     train = cfg.path("final")
     if not train.is_file():
         raise missing_input(train, "convert.py", "training data")
-    val = train.with_name(train.name.removesuffix(".jsonl") + ".val.jsonl")
+    val = paths.validation_file(train)
     return train, val if val.is_file() and val.stat().st_size > 0 else None
-
-
-def read_samples(path: Path) -> list[list[dict]]:
-    """The `messages` of every line; a malformed line stops with its line number."""
-    samples = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                messages = json.loads(line)["messages"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise HiveError(f"{where}: not a JSON object with a `messages` list; re-create the file with convert.py") from None
-            if not isinstance(messages, list) or not messages:
-                raise HiveError(f"{where}: `messages` must be a non-empty list; re-create the file with convert.py")
-            for m in messages:
-                if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
-                    raise HiveError(f"{where}: every message needs a role ({', '.join(sorted(ROLES))}) and a text `content`")
-            if messages[-1]["role"] != "assistant":
-                raise HiveError(f"{where}: the last message must be the assistant's (the reply to learn)")
-            samples.append(messages)
-    return samples
 
 
 def encode(tokenizer, messages: list[dict], max_len: int, assistant_only: bool, eot: str) -> dict | None:
     """input_ids and labels of one sample; labels are -100 except the final reply and its end-of-turn marker
-    (everything, when not `assistant_only`). The oldest context turns are dropped until the sample fits `max_len`;
-    None when even the last user turn and the reply do not fit."""
-    system = messages[:1] if messages[0]["role"] == "system" else []
-    turns = messages[len(system):]
-    while True:
-        prompt, completion = templates.split(tokenizer, system + turns, eot)
-        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
-        if len(prompt_ids) + len(completion_ids) <= max_len:
-            break
-        # keep the conversation starting with a user turn: some templates insist on user/assistant alternation
-        turns = turns[1:]
-        while turns and turns[0]["role"] != "user":
-            turns = turns[1:]
-        if len(turns) < 2:
-            return None
+    (everything, when not `assistant_only`). The oldest context turns are dropped until the sample fits `max_len`
+    (conversations.fit); None when even the last user turn and the reply do not fit."""
+    measured: dict[int, tuple[list[int], list[int]]] = {}
+
+    def length(conversation: list[dict]) -> int:
+        prompt, completion = templates.split(tokenizer, conversation, eot)
+        ids = (tokenizer(prompt, add_special_tokens=False)["input_ids"],
+               tokenizer(completion, add_special_tokens=False)["input_ids"])
+        measured[id(conversation)] = ids
+        return len(ids[0]) + len(ids[1])
+
+    fitted = conversations.fit(messages, length, max_len, keep=2)
+    if fitted is None:
+        return None
+    prompt_ids, completion_ids = measured[id(fitted)]  # fit() measured the conversation it returns last
     prompt_labels = [-100] * len(prompt_ids) if assistant_only else prompt_ids
     return {"input_ids": prompt_ids + completion_ids, "labels": prompt_labels + completion_ids}
 
@@ -182,9 +159,7 @@ def encode_file(tokenizer, path: Path, cfg: Config, limit: int | None = None, sh
     from datasets import Dataset
     from tqdm import tqdm
 
-    samples = read_samples(path)[:limit] if limit else read_samples(path)
-    if not samples:
-        raise HiveError(f"{path} holds no samples; re-run convert.py (are your names in extract.me right?)")
+    samples = conversations.read(path, limit)
     eot = templates.end_of_turn(tokenizer)
     rows = [
         encode(tokenizer, m, cfg.model.max_seq_length, cfg.training.assistant_only_loss, eot)
@@ -216,10 +191,7 @@ DTYPE_NAMES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 def load(cfg: Config, plan: Plan):
     """(model with a fresh LoRA adapter, tokenizer with the training chat template, template choice, location)."""
     if plan.backend == "unsloth":
-        try:
-            import unsloth  # noqa: F401  (must precede transformers/peft/trl to patch them)
-        except Exception as e:  # Unsloth raises ImportError, RuntimeError or NotImplementedError on unusable setups
-            raise HiveError(f"Unsloth could not start ({str(e).splitlines()[0]}); set training.backend: transformers") from None
+        import unsloth  # noqa: F401  (must precede transformers/peft/trl to patch them; a failure here is BackendFailed)
     import torch
     from transformers import set_seed
 
@@ -259,11 +231,7 @@ def load(cfg: Config, plan: Plan):
         if plan.device == "cuda":
             kwargs["device_map"] = {"": plan.local_rank}
         if plan.load_in_4bit:
-            from transformers import BitsAndBytesConfig
-
-            kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
-            )
+            kwargs["quantization_config"] = models.quantization_config(dtype)
         tokenizer = models.load_tokenizer(cfg.model.base_model)
         model = models.load_model(cfg.model.base_model, **kwargs)
         if plan.load_in_4bit:
@@ -274,6 +242,12 @@ def load(cfg: Config, plan: Plan):
             r=lora.r, lora_alpha=lora.lora_alpha, lora_dropout=lora.lora_dropout,
             target_modules=lora.target_modules, bias=lora.bias, task_type="CAUSAL_LM",
         ))
+        if plan.precision == "fp16":
+            # fp16 training unscales float32 gradients only: a trainable weight that loading left in bf16 (a bf16
+            # checkpoint on a T4) stops the first optimizer step ("not implemented for 'BFloat16'").
+            for param in model.parameters():
+                if param.requires_grad and param.dtype != torch.float32:
+                    param.data = param.data.float()
     # A KV cache would make transformers ignore the per-sample boundaries of padding-free rows.
     model.config.use_cache = False
     choice = templates.apply(tokenizer, cfg.model.chat_template)
@@ -282,79 +256,43 @@ def load(cfg: Config, plan: Plan):
     return model, tokenizer, choice, location
 
 
-# ---------------------------------------------------------------- run folder, resume, Ctrl-C
+# ---------------------------------------------------------------- run folder and resume
 
 
-def checkpoints(run_dir: Path) -> list[Path]:
-    found = [p for p in run_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
-
-
-def run_folder(cfg: Config, run: str | None, resume: str | None, world_size: int) -> tuple[Path, Path | None]:
-    """(outputs/<run>, checkpoint to resume from). `resume` is None, "latest" or a checkpoint folder."""
+def run_folder(cfg: Config, resume: str | None, world_size: int) -> tuple[Path, Path | None]:
+    """(outputs/<run>, checkpoint to resume from). `resume` is None, "latest" (the run's newest complete checkpoint;
+    without a run name, the newest run that has one) or a checkpoint folder. Half-written checkpoints that an older
+    version or a copy left are removed, and never resumed from."""
     outputs = cfg.path("outputs")
     if resume and resume != "latest":
         ckpt = paths.resolve(resume)
-        if not (ckpt / "trainer_state.json").is_file():
-            raise HiveError(f"{ckpt} is not a training checkpoint (no trainer_state.json); pass an outputs/<run>/checkpoint-N folder")
+        if not runs.is_complete(ckpt):
+            raise HiveError(f"{ckpt} is not a complete training checkpoint (no trainer_state.json or weights); pass "
+                            f"an outputs/<run>/checkpoint-N folder, or --resume alone for the newest complete one")
         return ckpt.parent, ckpt
-    name = run or cfg.training.run_name
+    name = cfg.training.run_name
     if resume:
         if name is None:
-            runs = [d for d in outputs.glob("*") if d.is_dir() and checkpoints(d)] if outputs.is_dir() else []
-            if not runs:
-                raise HiveError(f"no run with a checkpoint in {outputs} to resume; start one without --resume")
-            run_dir = max(runs, key=lambda d: d.stat().st_mtime)
+            found = [d for d in outputs.glob("*") if d.is_dir() and runs.checkpoints(d)] if outputs.is_dir() else []
+            if not found:
+                raise HiveError(f"no run with a complete checkpoint in {outputs} to resume; start one without --resume")
+            run_dir = max(found, key=lambda d: runs.checkpoints(d)[-1].stat().st_mtime)
         else:
-            run_dir = outputs / name
-        found = checkpoints(run_dir)
+            run_dir = runs.run_dir(name, outputs)
+        found = runs.checkpoints(run_dir)
         if not found:
-            raise HiveError(f"no checkpoint in {run_dir} to resume from; start the run without --resume")
+            raise HiveError(f"no complete checkpoint in {run_dir} to resume from; start the run again without --resume "
+                            f"(use another --run NAME, or delete the folder)")
         return run_dir, found[-1]
     if name is None:
         if world_size > 1:
-            raise HiveError("name the run when training on several GPUs (--run NAME), so every process writes to one folder")
+            raise HiveError("name the run when training on several GPUs (--run NAME), so every process writes to one "
+                            "folder")
         name = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = outputs / name
-    if checkpoints(run_dir) or (run_dir / "final_model").exists():
+    run_dir = runs.run_dir(name, outputs)
+    if runs.checkpoints(run_dir) or (run_dir / runs.ADAPTER).exists():
         raise HiveError(f"{run_dir} already holds a run; continue it with --resume, or pick another --run NAME")
     return run_dir, None
-
-
-def stop_callback():
-    """A TrainerCallback that turns the first Ctrl-C into "save a checkpoint after this step, then stop"; a second
-    Ctrl-C quits at once. `request_stop()` does the same without a signal."""
-    from transformers import TrainerCallback
-
-    class StopOnInterrupt(TrainerCallback):
-        def __init__(self):
-            self.requested = False
-            self._previous = None
-
-        def request_stop(self, *_):
-            if not self.requested:
-                print("\nCtrl-C: saving a checkpoint after this step (press again to quit without saving)", flush=True)
-            self.requested = True
-            self._restore()
-
-        def _restore(self):
-            if self._previous is not None:
-                signal.signal(signal.SIGINT, self._previous)
-                self._previous = None
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
-                self._previous = signal.signal(signal.SIGINT, self.request_stop)
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if self.requested:
-                control.should_save = True
-                control.should_training_stop = True
-
-        def on_train_end(self, args, state, control, **kwargs):
-            self._restore()
-
-    return StopOnInterrupt()
 
 
 # ---------------------------------------------------------------- outputs
@@ -406,27 +344,46 @@ def plot_losses(log_history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def write_outputs(run_dir: Path, cfg: Config, info: dict, log_history: list[dict]) -> None:
+def write_outputs(run_dir: Path, cfg: Config, record: runs.RunRecord, log_history: list[dict]) -> None:
     import yaml
 
-    with fileio.atomic_write(run_dir / "config.yaml") as f:
+    with fileio.atomic_write(run_dir / runs.CONFIG_FILE) as f:
         yaml.safe_dump(cfg.to_dict(), f, sort_keys=False, allow_unicode=True)
     fileio.write_jsonl(run_dir / "trainer_log.jsonl", log_history)
-    with fileio.atomic_write(run_dir / "run.json") as f:
-        json.dump(info, f, indent=2, ensure_ascii=False)
+    record.save(run_dir)
     plot_losses(log_history, run_dir / "loss.png")
 
 
 # ---------------------------------------------------------------- training
 
 
+class BackendFailed(HiveError):
+    """Unsloth failed while loading or training (not a user error, not out of memory): the run can go on with the
+    transformers backend from its last checkpoint (see fallback_argv)."""
+
+    def __init__(self, reason: str, run_dir: Path):
+        super().__init__(f"Unsloth failed ({reason}); continue with the transformers backend from the last "
+                         f"checkpoint: python train.py --run {run_dir} --resume --set training.backend=transformers")
+        self.reason, self.run_dir = reason, run_dir
+
+
+def fallback_argv(argv: list[str], error: BackendFailed) -> list[str]:
+    """The command line that continues a run whose Unsloth backend failed: same arguments, the transformers
+    backend, the same run folder, and --resume when a complete checkpoint exists."""
+    extra = ["--set", "training.backend=transformers", "--run", str(error.run_dir)]
+    if runs.checkpoints(error.run_dir) and "--resume" not in argv:
+        extra.append("--resume")
+    return [*argv, *extra]
+
+
 def trainer_args(cfg: Config, plan: Plan, run_dir: Path, has_eval: bool, **extra):
     from trl import SFTConfig
 
     t = cfg.training
-    # transformers 5.2x renamed gradient_checkpointing to activation_checkpointing (the old name warns); 5.17 has only the old
-    checkpointing = "activation_checkpointing" if "activation_checkpointing" in {f.name for f in dataclasses.fields(SFTConfig)} \
-        else "gradient_checkpointing"
+    # transformers 5.2x renamed gradient_checkpointing to activation_checkpointing (the old name warns); 5.17 has only
+    # the old one
+    fields = {f.name for f in dataclasses.fields(SFTConfig)}
+    checkpointing = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
     return SFTConfig(
         output_dir=str(run_dir),
         num_train_epochs=t.num_train_epochs,
@@ -459,56 +416,40 @@ def trainer_args(cfg: Config, plan: Plan, run_dir: Path, has_eval: bool, **extra
         packing=False,
         padding_free=plan.padding_free,
         ddp_find_unused_parameters=False if plan.world_size > 1 else None,
+        # A rank that hangs (or died) stops the others within minutes instead of the default half hour.
+        ddp_timeout=round(t.ddp_timeout_minutes * 60),
         **extra,
     )
 
 
-def trainer_class(group_by_length: bool, max_tokens_per_pass: int):
-    """TRL's SFTTrainer (as Unsloth patched it, when it did), drawing batches grouped by length within
-    `max_tokens_per_pass` if asked, and running any padded batch over that limit as several forward/backward passes
-    (0: no limit)."""
-    from trl import SFTTrainer
+@dataclass
+class Session:
+    """What start() decided: the plan, the files, the run folder and where to resume from."""
 
-    class HiveTrainer(SFTTrainer):
-        def get_train_dataloader(self):
-            if not group_by_length:
-                return super().get_train_dataloader()
-            from torch.utils.data import DataLoader
+    plan: Plan
+    train_file: Path
+    val_file: Path | None
+    run_dir: Path
+    checkpoint: Path | None
+    created: bool  # this session made the run folder (so an interrupted start leaves none behind)
 
-            lengths = [len(ids) for ids in self.train_dataset["input_ids"]]
-            sampler = batching.GroupedSampler(lengths, self._train_batch_size, max_tokens_per_pass, self.args.seed)
-            return self.accelerator.prepare(DataLoader(
-                self.train_dataset, batch_sampler=batching.GroupedBatchSampler(sampler), collate_fn=self.data_collator,
-                num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory))
-
-        def training_step(self, model, inputs, num_items_in_batch=None):
-            passes = batching.split_passes(inputs, max_tokens_per_pass)
-            if len(passes) == 1:
-                return super().training_step(model, inputs, num_items_in_batch)
-            # Each pass's loss is a sum over its reply tokens divided by the whole batch's count, so the passes' gradients
-            # add up to the batch's; without that count each pass would be averaged on its own.
-            assert num_items_in_batch is not None, "split passes need the Trainer's num_items_in_batch"
-            loss = 0.0
-            for i, part in enumerate(passes):
-                last = i == len(passes) - 1
-                with contextlib.nullcontext() if last else self.accelerator.no_sync(model):
-                    loss = loss + super().training_step(model, part, num_items_in_batch)
-            return loss
-
-    return HiveTrainer
+    @property
+    def say(self):
+        return print if self.plan.is_main else (lambda *a, **k: None)
 
 
-def train(cfg: Config, run: str | None = None, resume: str | None = None, callbacks=(), args_extra=None) -> dict:
-    """Fine-tune cfg.model.base_model on the dataset; returns the figures of the summary.
-
-    `resume`: None, "latest" (the run's newest checkpoint) or a checkpoint folder. `callbacks` are extra
-    TrainerCallbacks and `args_extra` extra SFTConfig fields (the benchmark uses both)."""
-    started = time.time()
+def start(cfg: Config, resume: str | None) -> Session:
+    """Decide everything cheap before anything heavy is loaded, and say it."""
     train_file, val_file = data_files(cfg)
     plan = make_plan(cfg)
-    run_dir, checkpoint = run_folder(cfg, run, resume, plan.world_size)
-    say = print if plan.is_main else (lambda *a, **k: None)
-    t = cfg.training
+    run_dir, checkpoint = run_folder(cfg, resume, plan.world_size)
+    created = not run_dir.exists()
+    session = Session(plan, train_file, val_file, run_dir, checkpoint, created)
+    say, t = session.say, cfg.training
+    if plan.is_main and run_dir.exists():
+        gone = runs.remove_incomplete(run_dir)
+        if gone:
+            say(f"notice: removed what an interrupted save left behind: {', '.join(gone)}")
     effective = t.per_device_train_batch_size * t.gradient_accumulation_steps * plan.world_size
     say(f"train: backend {plan.backend} on {plan.device}"
         f"{f' x {plan.world_size} processes' if plan.world_size > 1 else ''}, {plan.precision}"
@@ -516,85 +457,154 @@ def train(cfg: Config, run: str | None = None, resume: str | None = None, callba
         f"{'padding-free' if plan.padding_free else 'padded'} batches{', grouped by length' if t.group_by_length else ''}")
     limit = f", at most {t.max_tokens_per_pass:,} tokens per pass" if t.max_tokens_per_pass > 0 else ""
     say(f"train: effective batch {'up to ' if limit and t.group_by_length else ''}{effective} samples per optimizer step "
-        f"({t.per_device_train_batch_size} x {t.gradient_accumulation_steps} accumulation x {plan.world_size} GPU(s){limit})")
+        f"({t.per_device_train_batch_size} x {t.gradient_accumulation_steps} accumulation x {plan.world_size} GPU(s)"
+        f"{limit})")
     for notice in plan.notices:
         say(f"notice: {notice}")
     say(f"train: {'resuming ' + str(checkpoint) if checkpoint else 'writing ' + str(run_dir)}", flush=True)
+    return session
 
-    model, tokenizer, template, location = load(cfg, plan)
-    train_data = encode_file(tokenizer, train_file, cfg, t.max_samples, plan.is_main,
-                             bucket_pad=t.group_by_length and plan.padding_free)
-    val_data = encode_file(tokenizer, val_file, cfg, None, plan.is_main) if val_file else None
-    say(f"train: {train_data.samples:,} training samples ({train_data.tokens:,} tokens, median "
-        f"{train_data.median_tokens:g}, {train_data.target_tokens:,} learned)"
-        + (f", {train_data.dropped:,} longer than max_seq_length skipped" if train_data.dropped else "")
-        + (f"; {val_data.samples:,} validation samples" if val_data else "; no validation file, no evaluation"),
-        flush=True)
 
-    stopper = stop_callback()
-    trainer = trainer_class(t.group_by_length, t.max_tokens_per_pass)(
+def make_trainer(cfg: Config, session: Session, model, tokenizer, train_data, val_data, callbacks=(),
+                 args_extra=None):
+    from hive.trainer import HiveTrainer, SaveEveryMinutes, StopOnInterrupt
+
+    t = cfg.training
+    return HiveTrainer(
         model=model,
-        args=trainer_args(cfg, plan, run_dir, val_data is not None, **(args_extra or {})),
+        args=trainer_args(cfg, session.plan, session.run_dir, val_data is not None, **(args_extra or {})),
         train_dataset=train_data.dataset,
         eval_dataset=val_data.dataset if val_data else None,
         processing_class=tokenizer,
-        callbacks=[stopper, *callbacks],
+        callbacks=[StopOnInterrupt(), SaveEveryMinutes(t.save_minutes), *callbacks],
+        group_by_length=t.group_by_length,
+        max_tokens_per_pass=t.max_tokens_per_pass,
     )
-    start_epoch = json.loads((checkpoint / "trainer_state.json").read_text())["epoch"] if checkpoint else 0.0
-    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    interrupted = stopper.requested
-    state = trainer.state
-    # Real (non-pad) tokens trained on in this session: the dataset holds no padding, and the epochs run say how much
-    # of it was seen. (The Trainer's own counter includes the pad tail that Unsloth adds to padding-free rows.)
-    tokens = round((state.epoch - start_epoch) * train_data.tokens)
+
+
+def _unsloth_failure(plan: Plan, error: BaseException) -> bool:
+    """Whether `error` is Unsloth failing, which the transformers backend may not: not Ctrl-C, not the user's own
+    mistake (HiveError), not running out of memory (which transformers would too)."""
+    if plan.backend != "unsloth" or isinstance(error, (KeyboardInterrupt, HiveError, MemoryError)):
+        return False
+    return "out of memory" not in str(error).lower()
+
+
+def _collective_failure(error: BaseException) -> bool:
+    """A collective operation between the processes of a data-parallel run failed or timed out."""
+    text = f"{type(error).__name__}: {error}"
+    return any(word in text for word in ("DistBackendError", "DistNetworkError", "Timed out", "timed out",
+                                         "Connection closed by peer", "Connection reset by peer"))
+
+
+def fit(trainer, session: Session):
+    """Run the Trainer's loop; returns (TrainOutput, interrupted). A second Ctrl-C before any checkpoint removes the
+    run folder this session made; an Unsloth failure becomes BackendFailed."""
+    from hive.trainer import StopOnInterrupt
+
+    stopper = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StopOnInterrupt))
+    checkpoint = session.checkpoint
+    try:
+        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except BaseException as e:
+        if session.created and session.plan.is_main and not runs.checkpoints(session.run_dir):
+            shutil.rmtree(session.run_dir, ignore_errors=True)
+        if _unsloth_failure(session.plan, e):
+            raise BackendFailed(f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}",
+                                session.run_dir) from e
+        if session.plan.world_size > 1 and _collective_failure(e):
+            minutes = trainer.args.ddp_timeout / 60
+            raise HiveError(f"another training process stopped answering for {minutes:g} minutes (it hung or "
+                            f"crashed; its own error is above); the last complete checkpoint is kept: run the same "
+                            f"command with --resume") from e
+        raise
+    return result, stopper.requested
+
+
+def _peak_gpu_gib(plan: Plan) -> float | None:
+    import torch
+
+    return torch.cuda.max_memory_allocated(plan.local_rank) / 2**30 if plan.device == "cuda" else None
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    record: runs.RunRecord
+    checkpoint: Path | None  # the newest complete checkpoint
+    is_main: bool
+    seconds: float
+
+
+def finish(cfg: Config, session: Session, trainer, tokenizer, template: str, location: str, train_data, val_data,
+           result, interrupted: bool) -> runs.RunRecord:
+    """Save the final model (unless interrupted) and write run.json, config.yaml, the log and loss.png."""
+    state, plan, t = trainer.state, session.plan, cfg.training
+    start_epoch = json.loads((session.checkpoint / "trainer_state.json").read_text())["epoch"] \
+        if session.checkpoint else 0.0
     eval_loss = None
     if val_data and not interrupted:
         evals = [e for e in state.log_history if "eval_loss" in e]
         # the final validation loss; evaluated again only when the last step was not an evaluation step
         done = evals and evals[-1]["step"] == state.global_step
         eval_loss = evals[-1]["eval_loss"] if done else trainer.evaluate()["eval_loss"]
-    final_dir = run_dir / "final_model"
+    final_dir = session.run_dir / runs.ADAPTER
     if not interrupted:
-        trainer.save_model(str(final_dir))
+        trainer.save_final_model(final_dir)
     train_seconds = result.metrics.get("train_runtime", 0.0)
-    losses = [e["loss"] for e in state.log_history if "loss" in e]
-    info = {
-        "base_model": cfg.model.base_model,
-        "model_location": location,
-        "backend": plan.backend,
-        "device": plan.device,
-        "precision": plan.precision,
-        "load_in_4bit": plan.load_in_4bit,
-        "padding_free": plan.padding_free,
-        "chat_template": template,
-        "end_of_turn": templates.end_of_turn(tokenizer),
-        "system_prompt": next((m[0]["content"] for m in read_samples(train_file)[:1] if m[0]["role"] == "system"), None),
-        "data": {
-            "train": {"path": str(train_file), "sha256": sha256(train_file), "samples": train_data.samples,
-                      "skipped_too_long": train_data.dropped, "tokens": train_data.tokens},
-            "validation": {"path": str(val_file), "sha256": sha256(val_file), "samples": val_data.samples,
-                           "tokens": val_data.tokens} if val_data else None,
-        },
-        "versions": versions(),
-        "world_size": plan.world_size,
-        "effective_batch": effective,
-        "steps": state.global_step,
-        "epochs": state.epoch,
-        "train_seconds": train_seconds,
-        "tokens_seen": tokens,
-        "tokens_per_second": tokens / train_seconds if train_seconds else None,
-        "train_loss": losses[-1] if losses else None,
-        "eval_loss": eval_loss,
-        "losses": [[e["step"], e["loss"]] for e in state.log_history if "loss" in e],
-        "eval_losses": [[e["step"], e["eval_loss"]] for e in state.log_history if "eval_loss" in e],
-        "resumed_from": str(checkpoint) if checkpoint else None,
-        "interrupted": interrupted,
-        "final_model": str(final_dir) if not interrupted else None,
-    }
+    # Real (non-pad) tokens trained on in this session: the dataset holds no padding, and the epochs run say how much
+    # of it was seen. (The Trainer's own counter includes the pad tail that Unsloth adds to padding-free rows.)
+    tokens = round((state.epoch - start_epoch) * train_data.tokens)
+    first = conversations.read(session.train_file, 1)[0]
+    record = runs.RunRecord(
+        base_model=cfg.model.base_model, max_seq_length=cfg.model.max_seq_length, load_in_4bit=plan.load_in_4bit,
+        system_prompt=first[0]["content"] if first[0]["role"] == "system" else None,
+        model_location=location, backend=plan.backend, device=plan.device, precision=plan.precision,
+        padding_free=plan.padding_free, chat_template=template, end_of_turn=templates.end_of_turn(tokenizer),
+        train=runs.DataFile(str(session.train_file), sha256(session.train_file), train_data.samples, train_data.tokens,
+                            train_data.dropped),
+        validation=runs.DataFile(str(session.val_file), sha256(session.val_file), val_data.samples, val_data.tokens)
+        if val_data else None,
+        versions=versions(), world_size=plan.world_size,
+        effective_batch=t.per_device_train_batch_size * t.gradient_accumulation_steps * plan.world_size,
+        steps=state.global_step, epochs=state.epoch, train_seconds=train_seconds, tokens_seen=tokens,
+        tokens_per_second=tokens / train_seconds if train_seconds else None,
+        peak_gpu_gib=_peak_gpu_gib(plan),
+        train_loss=next((e["loss"] for e in reversed(state.log_history) if "loss" in e), None), eval_loss=eval_loss,
+        losses=[[e["step"], e["loss"]] for e in state.log_history if "loss" in e],
+        eval_losses=[[e["step"], e["eval_loss"]] for e in state.log_history if "eval_loss" in e],
+        resumed_from=str(session.checkpoint) if session.checkpoint else None, interrupted=interrupted,
+        final_model=None if interrupted else str(final_dir),
+    )
     if trainer.is_world_process_zero():
-        if not interrupted:
-            tokenizer.save_pretrained(str(final_dir))
-        write_outputs(run_dir, cfg, info, state.log_history)
-    latest = checkpoints(run_dir)
-    return {**info, "run_dir": str(run_dir), "checkpoint": str(latest[-1]) if latest else None,
-            "is_main": plan.is_main, "seconds": time.time() - started}
+        write_outputs(session.run_dir, cfg, record, state.log_history)
+    return record
+
+
+def train(cfg: Config, resume: str | None = None, callbacks=(), args_extra=None) -> TrainResult:
+    """Fine-tune cfg.model.base_model on the dataset (the steps are in the module docstring).
+
+    `resume`: None, "latest" (the run's newest complete checkpoint) or a checkpoint folder. `callbacks` are extra
+    TrainerCallbacks and `args_extra` extra SFTConfig fields (the benchmark uses both)."""
+    started = time.time()
+    session = start(cfg, resume)
+    plan, t = session.plan, cfg.training
+    try:
+        model, tokenizer, template, location = load(cfg, plan)
+    except Exception as e:
+        if _unsloth_failure(plan, e):
+            raise BackendFailed(f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200]}", session.run_dir) from e
+        raise
+    train_data = encode_file(tokenizer, session.train_file, cfg, t.max_samples, plan.is_main,
+                             bucket_pad=t.group_by_length and plan.padding_free)
+    val_data = encode_file(tokenizer, session.val_file, cfg, None, plan.is_main) if session.val_file else None
+    session.say(f"train: {train_data.samples:,} training samples ({train_data.tokens:,} tokens, median "
+                f"{train_data.median_tokens:g}, {train_data.target_tokens:,} learned)"
+                + (f", {train_data.dropped:,} longer than max_seq_length skipped" if train_data.dropped else "")
+                + (f"; {val_data.samples:,} validation samples" if val_data else "; no validation file, no evaluation"),
+                flush=True)
+    trainer = make_trainer(cfg, session, model, tokenizer, train_data, val_data, callbacks, args_extra)
+    result, interrupted = fit(trainer, session)
+    record = finish(cfg, session, trainer, tokenizer, template, location, train_data, val_data, result, interrupted)
+    latest = runs.checkpoints(session.run_dir)
+    return TrainResult(session.run_dir, record, latest[-1] if latest else None, plan.is_main, time.time() - started)

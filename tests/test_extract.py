@@ -57,7 +57,7 @@ def test_extracts_every_message_with_the_contract_schema(raw, project, capsys):
     out = rows(project, "WhatsApp Chat with Trip")
     assert len(out) == 23 and all(list(r) == KEYS for r in out)
     assert out[3] == {"chat": "WhatsApp Chat with Trip", "timestamp": "2024-03-14T21:03",
-                      "sender": "+91 98470 12345", "is_me": False, "kind": "text", "text": "hello from a number"}
+                      "sender": "<PHONE>", "is_me": False, "kind": "text", "text": "hello from a number"}  # redacted
     assert out[0]["sender"] is None and out[0]["kind"] == "system"
     assert {r["sender"] for r in out if r["is_me"]} == {"Sam"}       # from "You deleted this message"
     assert out[13]["text"] == "location: <URL>"                      # redacted by default

@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from hive import runs
 from tests.conftest import REPO
 
 ACCELERATE_CONFIG = REPO / "configs" / "accelerate_multi_gpu.yaml"
@@ -71,11 +72,50 @@ def test_two_processes_train_like_one(project, smollm2_dir):
     assert out.count(f"effective batch up to {effective} samples per optimizer step") == 1
     assert out.count("train: done") == 1
 
-    info = json.loads((run_dir / "run.json").read_text())
+    info = runs.load_run(run_dir, project / "outputs").record
     steps = math.ceil(len(CHATS) / effective)
-    assert (info["world_size"], info["effective_batch"], info["steps"]) == (processes, effective, steps)
+    assert (info.world_size, info.effective_batch, info.steps) == (processes, effective, steps)
     # every sample's tokens are counted once, gathered from both processes
-    assert info["tokens_seen"] == info["data"]["train"]["tokens"]
+    assert info.tokens_seen == info.train.tokens
     logged = [json.loads(line) for line in (run_dir / "trainer_log.jsonl").read_text().splitlines()]
     assert [e["step"] for e in logged if "loss" in e] == list(range(1, steps + 1))
     assert sum("'loss':" in line for line in out.splitlines()) == steps
+
+
+HANGING_RANK = """
+import os, sys, time
+sys.path.insert(0, {repo!r})
+import train
+from hive import cli, trainer
+
+if os.environ["RANK"] == "1":  # this process stops answering after its first step
+    real = trainer.HiveTrainer.training_step
+
+    def hang(self, *args, **kwargs):
+        if self.state.global_step >= 1:
+            time.sleep(600)
+        return real(self, *args, **kwargs)
+
+    trainer.HiveTrainer.training_step = hang
+sys.exit(cli.run(lambda: train.main(sys.argv[1:])))
+"""
+
+
+@pytest.mark.slow
+def test_a_hung_process_stops_the_run_within_the_collective_timeout(project, smollm2_dir, tmp_path):
+    """Kaggle quota is not burnt waiting for a process that hangs: training.ddp_timeout_minutes ends the run."""
+    write_samples(project / "dataset" / "final" / "personality.jsonl", CHATS)
+    script = tmp_path / "hanging_train.py"
+    script.write_text(HANGING_RANK.format(repo=str(REPO)))
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_CONFIG),
+        "--num_processes", "2", str(script), "--model", smollm2_dir, "--run", "hang",
+        "--set", "model.max_seq_length=64", "--set", "training.per_device_train_batch_size=2",
+        "--set", "training.max_steps=4", "--set", "training.save_steps=1", "--set", "training.ddp_timeout_minutes=0.25",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    done = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=400)
+    out = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "another training process stopped answering for 0.25 minutes" in out, out[-3000:]
+    assert "checkpoint-1" in [p.name for p in (project / "outputs" / "hang").iterdir()]

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from hive.config import load_config
 from hive.errors import HiveError
-from hive.samples import Chat, Message, build, load_chats, owner_name, validation_path
+from hive.samples import Chat, Message, build, load_chats, owner_name
 from hive.tokens import TokenCounter
 from tests.conftest import FIXTURES
 
@@ -191,8 +191,17 @@ def test_bad_input_is_one_clear_error(tmp_path):
         run(validation_fraction=0.9)
 
 
-def test_validation_file_name():
-    assert validation_path(Path("d/personality.jsonl")) == Path("d/personality.val.jsonl")
+def test_validation_file_name_is_one_rule_for_convert_train_and_evaluate(project):
+    from hive import paths, training
+    from hive.config import load_config
+
+    assert paths.validation_file(Path("d/personality.jsonl")) == Path("d/personality.val.jsonl")
+    assert paths.validation_file(Path("data/train.json")) == Path("data/train.val.json")
+    train = project / "data" / "train.json"
+    train.parent.mkdir()
+    train.write_text("{}\n")
+    paths.validation_file(train).write_text("{}\n")
+    assert training.data_files(load_config(None, {"paths.final": "data/train.json"})) == (train, paths.validation_file(train))
 
 
 message_rows = st.lists(

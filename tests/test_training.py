@@ -18,7 +18,7 @@ import sys
 import pytest
 
 import train
-from hive import batching, training
+from hive import batching, runs, training
 from hive.config import load_config
 from hive.errors import HiveError
 from tests.conftest import REPO
@@ -69,19 +69,6 @@ def test_missing_training_data_names_convert(project):
     assert not (project / "outputs" / "x").exists()
 
 
-@pytest.mark.parametrize("line, problem", [
-    ("not json", "not a JSON object"),
-    ('{"messages": []}', "non-empty list"),
-    ('{"messages": [{"role": "bot", "content": "x"}]}', "needs a role"),
-    ('{"messages": [{"role": "user", "content": "x"}]}', "must be the assistant"),
-])
-def test_malformed_samples_stop_with_their_line_number(tmp_path, line, problem):
-    path = write_samples(tmp_path / "p.jsonl", 2)
-    path.write_text(path.read_text() + line + "\n")
-    with pytest.raises(HiveError, match=rf"p\.jsonl:3: .*{problem}"):
-        training.read_samples(path)
-
-
 def test_validation_file_is_optional_and_empty_means_none(project):
     cfg = load_config()
     write_samples(project / "dataset" / "final" / "personality.jsonl", 2)
@@ -93,24 +80,62 @@ def test_validation_file_is_optional_and_empty_means_none(project):
     assert training.data_files(cfg)[1] == val
 
 
+def checkpoint(run_dir, step, complete=True):
+    folder = run_dir / f"checkpoint-{step}"
+    folder.mkdir(parents=True)
+    (folder / "README.md").write_text("model card")
+    if complete:
+        (folder / "adapter_model.safetensors").write_bytes(b"weights")
+        (folder / "trainer_state.json").write_text("{}")
+    return folder
+
+
 def test_run_folders_new_existing_and_resume(project):
-    cfg = load_config()
-    run_dir, ckpt = training.run_folder(cfg, "a", None, 1)
+    cfg, named = load_config(), load_config(None, {"training.run_name": "a"})
+    run_dir, ckpt = training.run_folder(named, None, 1)
     assert (run_dir, ckpt) == (project / "outputs" / "a", None)
-    with pytest.raises(HiveError, match="no checkpoint"):
-        training.run_folder(cfg, "a", "latest", 1)
+    with pytest.raises(HiveError, match="no complete checkpoint"):
+        training.run_folder(named, "latest", 1)
     for step in (5, 10):
-        (run_dir / f"checkpoint-{step}").mkdir(parents=True)
-        (run_dir / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+        checkpoint(run_dir, step)
     with pytest.raises(HiveError, match="--resume"):
-        training.run_folder(cfg, "a", None, 1)
-    assert training.run_folder(cfg, "a", "latest", 1) == (run_dir, run_dir / "checkpoint-10")
-    assert training.run_folder(cfg, None, "latest", 1) == (run_dir, run_dir / "checkpoint-10")
-    assert training.run_folder(cfg, None, str(run_dir / "checkpoint-5"), 1) == (run_dir, run_dir / "checkpoint-5")
-    with pytest.raises(HiveError, match="not a training checkpoint"):
-        training.run_folder(cfg, None, str(run_dir), 1)
+        training.run_folder(named, None, 1)
+    assert training.run_folder(named, "latest", 1) == (run_dir, run_dir / "checkpoint-10")
+    assert training.run_folder(cfg, "latest", 1) == (run_dir, run_dir / "checkpoint-10")
+    assert training.run_folder(cfg, str(run_dir / "checkpoint-5"), 1) == (run_dir, run_dir / "checkpoint-5")
+    with pytest.raises(HiveError, match="not a complete training checkpoint"):
+        training.run_folder(cfg, str(run_dir), 1)
     with pytest.raises(HiveError, match="--run NAME"):
-        training.run_folder(cfg, None, None, 2)
+        training.run_folder(cfg, None, 2)
+    in_a_folder = load_config(None, {"training.run_name": "elsewhere/b"})
+    assert training.run_folder(in_a_folder, None, 1) == (project / "elsewhere" / "b", None)
+
+
+def test_a_half_written_checkpoint_is_never_resumed_and_does_not_block_a_new_start(project):
+    """What kill -9 (or the end of a Kaggle session) left in older versions: checkpoint-4 with only a README."""
+    named = load_config(None, {"training.run_name": "k"})
+    run_dir = project / "outputs" / "k"
+    checkpoint(run_dir, 4, complete=False)
+    assert runs.checkpoints(run_dir) == [] and runs.incomplete_checkpoints(run_dir) == [run_dir / "checkpoint-4"]
+    with pytest.raises(HiveError, match="no complete checkpoint"):
+        training.run_folder(named, "latest", 1)
+    assert training.run_folder(named, None, 1) == (run_dir, None)  # starting over is allowed
+    checkpoint(run_dir, 2)
+    (run_dir / runs.SAVING / "checkpoint-6").mkdir(parents=True)  # a save cut off mid-way
+    assert training.run_folder(named, "latest", 1) == (run_dir, run_dir / "checkpoint-2")
+    assert runs.remove_incomplete(run_dir) == ["checkpoint-4", runs.SAVING]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint-2"]
+
+
+def test_a_failed_unsloth_run_continues_with_transformers_from_its_checkpoint(project):
+    run_dir = project / "outputs" / "u"
+    error = training.BackendFailed("RuntimeError: Triton kernel failed", run_dir)
+    assert "--set training.backend=transformers" in str(error) and "--resume" in str(error)
+    argv = ["train.py", "--max-steps", "9"]
+    assert training.fallback_argv(argv, error) == [*argv, "--set", "training.backend=transformers", "--run", str(run_dir)]
+    checkpoint(run_dir, 3)
+    assert training.fallback_argv(argv, error)[-1] == "--resume"
+    assert training.fallback_argv([*argv, "--resume"], error).count("--resume") == 1
 
 
 @pytest.mark.skipif(CUDA, reason="describes a machine without CUDA")
@@ -221,31 +246,32 @@ def trained(tmp_path_factory, smollm2_dir):
     root = tmp_path_factory.mktemp("train")
     write_samples(root / "data" / "personality.jsonl", 16, system="You are Sam.", context=True)
     write_samples(root / "data" / "personality.val.jsonl", 2)
-    cfg = load_config(None, tiny_settings(root, smollm2_dir, **{"training.max_steps": 4}))
-    return root, training.train(cfg, run="t")
+    cfg = load_config(None, tiny_settings(root, smollm2_dir, **{"training.max_steps": 4, "training.run_name": "t"}))
+    return root, training.train(cfg)
 
 
 @pytest.mark.slow
 def test_training_lowers_the_loss_and_writes_every_output(trained):
     root, result = trained
     run_dir = root / "outputs" / "t"
-    info = json.loads((run_dir / "run.json").read_text())
-    losses = [loss for _, loss in info["losses"]]
+    info = runs.load_run(run_dir, root / "outputs").record
+    losses = [loss for _, loss in info.losses]
     assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
     # batches are grouped by length, so one batch's loss says little about another's: the validation loss (the same
     # samples each time) shows the learning
-    (_, first), (_, last) = info["eval_losses"]
-    assert last < first * 0.9, (losses, info["eval_losses"])
-    assert [step for step, _ in info["eval_losses"]] == [2, 4] and info["eval_loss"] == info["eval_losses"][-1][1]
-    assert info["steps"] == 4 and info["backend"] == "transformers" and info["precision"] == "fp32"
-    assert info["system_prompt"] == "You are Sam." and info["end_of_turn"] == "<|im_end|>"
-    assert info["data"]["train"]["samples"] == 16 and len(info["data"]["train"]["sha256"]) == 64
-    assert info["data"]["validation"]["samples"] == 2
-    assert info["tokens_seen"] == info["data"]["train"]["tokens"]  # one epoch
-    assert {"torch", "transformers", "peft", "trl"} <= set(info["versions"])
+    (_, first), (_, last) = info.eval_losses
+    assert last < first * 0.9, (losses, info.eval_losses)
+    assert [step for step, _ in info.eval_losses] == [2, 4] and info.eval_loss == info.eval_losses[-1][1]
+    assert info.steps == 4 and info.backend == "transformers" and info.precision == "fp32"
+    assert info.system_prompt == "You are Sam." and info.end_of_turn == "<|im_end|>" and info.max_seq_length == 128
+    assert info.train.samples == 16 and len(info.train.sha256) == 64
+    assert info.validation.samples == 2
+    assert info.tokens_seen == info.train.tokens  # one epoch
+    assert {"torch", "transformers", "peft", "trl"} <= set(info.versions)
     final = run_dir / "final_model"
     assert (final / "adapter_model.safetensors").is_file() and (final / "chat_template.jinja").is_file()
-    assert [p.name for p in training.checkpoints(run_dir)] == ["checkpoint-2", "checkpoint-4"]
+    assert [p.name for p in runs.checkpoints(run_dir)] == ["checkpoint-2", "checkpoint-4"]
+    assert not (run_dir / runs.SAVING).exists()  # every save was renamed into place
     assert (run_dir / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert load_config(run_dir / "config.yaml").training.max_steps == 4
     log = [json.loads(line) for line in (run_dir / "trainer_log.jsonl").read_text().splitlines()]
@@ -279,12 +305,12 @@ def test_resume_continues_from_the_saved_step(trained, smollm2_dir, capsys):
     argv = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")] + ["--run", "r", "--resume"]
     assert train.main(argv) == 0
     out = capsys.readouterr().out
-    info = json.loads((root / "outputs" / "r" / "run.json").read_text())
-    assert info["resumed_from"].endswith("checkpoint-4") and info["steps"] == 6
-    assert [step for step, _ in info["losses"]] == list(range(1, 7))  # the checkpoint's log history continues
-    assert info["tokens_seen"] == round(0.5 * info["data"]["train"]["tokens"])  # epochs 1.0 -> 1.5 this session
+    info = runs.load_run(root / "outputs" / "r", root / "outputs").record
+    assert info.resumed_from.endswith("checkpoint-4") and info.steps == 6
+    assert [step for step, _ in info.losses] == list(range(1, 7))  # the checkpoint's log history continues
+    assert info.tokens_seen == round(0.5 * info.train.tokens)  # epochs 1.0 -> 1.5 this session
     assert "effective batch up to 4 samples per optimizer step" in out
-    assert f"python evaluate.py --run {root / 'outputs' / 'r'}" in out
+    assert "next: python evaluate.py --run r\n" in out
 
 
 @pytest.mark.slow
@@ -300,15 +326,90 @@ def test_ctrl_c_saves_a_checkpoint_and_stops(tmp_path, smollm2_dir):
     # padding-free rows (off by default on CPU), so that path trains for real here too
     cfg = load_config(None, tiny_settings(tmp_path, smollm2_dir, **{"training.max_steps": 4, "training.save_steps": 100,
                                                                      "training.packing": True}))
-    result = training.train(cfg, run="c", callbacks=[CtrlCAfterFirstStep()])
-    assert result["padding_free"]
+    cfg.training.run_name = "c"
+    result = training.train(cfg, callbacks=[CtrlCAfterFirstStep()])
+    assert result.record.padding_free
     run_dir = tmp_path / "outputs" / "c"
     # Hive's callback runs before the test's, so the request made during step 1 is honoured after step 2
-    assert result["interrupted"] and result["steps"] == 2
-    assert [p.name for p in training.checkpoints(run_dir)] == ["checkpoint-2"]
+    assert result.record.interrupted and result.record.steps == 2
+    assert [p.name for p in runs.checkpoints(run_dir)] == ["checkpoint-2"]
     assert not (run_dir / "final_model").exists()
-    assert json.loads((run_dir / "run.json").read_text())["interrupted"] is True
+    assert runs.RunRecord.load(run_dir).interrupted
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_summary_says_why_there_is_no_validation_loss(project, monkeypatch, capsys):
+    record = runs.RunRecord(base_model="m", max_seq_length=128, load_in_4bit=False, steps=2, epochs=0.5,
+                            validation=runs.DataFile("v", None, 2, 20), interrupted=True)
+    result = training.TrainResult(project / "outputs" / "c", record, project / "outputs" / "c" / "checkpoint-2",
+                                  True, 1.0)
+    monkeypatch.setattr(training, "train", lambda cfg, resume=None: result)
+    assert train.main([]) == 130
+    out = capsys.readouterr().out
+    assert "validation loss  not computed (interrupted)" in out and "next: python train.py --run c --resume" in out
+
+
+@pytest.mark.slow
+def test_a_save_cut_off_midway_leaves_only_complete_checkpoints_and_resume_takes_the_newest(tmp_path, tiny_llama,
+                                                                                        monkeypatch, capsys):
+    """What kill -9 (or Kaggle's session limit) does in the middle of writing checkpoint-2: the state on disk is the
+    one an exception at that moment leaves."""
+    from hive.trainer import HiveTrainer
+
+    write_samples(tmp_path / "data" / "personality.jsonl", 12)
+    sets = {"training.max_steps": 3, "training.save_steps": 1, "training.save_total_limit": 5, "model.load_in_4bit": False,
+            "training.run_name": "k"}
+    real = HiveTrainer._save_rng_state
+
+    def killed_at_step_2(self, output_dir):
+        if self.state.global_step == 2:
+            raise SystemExit("killed")
+        real(self, output_dir)
+
+    monkeypatch.setattr(HiveTrainer, "_save_rng_state", killed_at_step_2)
+    with pytest.raises(SystemExit):
+        training.train(load_config(None, tiny_settings(tmp_path, tiny_llama, **sets)))
+    run_dir = tmp_path / "outputs" / "k"
+    assert [p.name for p in run_dir.glob("checkpoint-*")] == ["checkpoint-1"]  # no half-written checkpoint-2
+    assert (run_dir / runs.SAVING / "checkpoint-2").is_dir()
+    monkeypatch.setattr(HiveTrainer, "_save_rng_state", real)
+    argv = [a for k, v in tiny_settings(tmp_path, tiny_llama, **sets).items() for a in ("--set", f"{k}={v}")]
+    assert train.main(argv + ["--resume"]) == 0
+    out = capsys.readouterr().out
+    assert f"removed what an interrupted save left behind: {runs.SAVING}" in out and "resuming" in out
+    assert [p.name for p in runs.checkpoints(run_dir)] == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
+    record = runs.load_run(run_dir, tmp_path / "outputs").record
+    assert record.resumed_from.endswith("checkpoint-1") and record.steps == 3
+    assert not (run_dir / runs.SAVING).exists()
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_before_any_checkpoint_leaves_no_run_folder(tmp_path, tiny_llama):
+    from transformers import TrainerCallback
+
+    class CtrlCTwice(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    write_samples(tmp_path / "data" / "personality.jsonl", 8)
+    cfg = load_config(None, tiny_settings(tmp_path, tiny_llama, **{
+        "training.max_steps": 4, "training.save_steps": 100, "model.load_in_4bit": False, "training.run_name": "q"}))
+    with pytest.raises(KeyboardInterrupt):
+        training.train(cfg, callbacks=[CtrlCTwice()])
+    assert not (tmp_path / "outputs" / "q").exists()
+
+
+@pytest.mark.slow
+def test_checkpoints_by_wall_clock_time(tmp_path, tiny_llama):
+    """training.save_minutes: a session cut off after N minutes loses at most save_minutes, whatever save_steps is."""
+    write_samples(tmp_path / "data" / "personality.jsonl", 12)
+    cfg = load_config(None, tiny_settings(tmp_path, tiny_llama, **{
+        "training.max_steps": 3, "training.save_steps": 100, "training.save_total_limit": 5,
+        "training.save_minutes": 1e-6, "model.load_in_4bit": False, "training.run_name": "m"}))
+    training.train(cfg)
+    assert [p.name for p in runs.checkpoints(tmp_path / "outputs" / "m")] == ["checkpoint-1", "checkpoint-2",
+                                                                                "checkpoint-3"]
 
 
 # ---------------------------------------------------------------- GPU: Unsloth and 4-bit (run on the lent H100)
@@ -317,7 +418,7 @@ def test_ctrl_c_saves_a_checkpoint_and_stops(tmp_path, smollm2_dir):
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory):
     """A 2-layer random Llama with a BPE tokenizer and no chat template (so the ChatML fallback is used)."""
-    from bench.bench_train import TINY, build_model_dir
+    from hive.synthetic import TINY, build_model_dir
 
     path = build_model_dir(tmp_path_factory.mktemp("tiny") / "llama", [u + " " + m for u, m in CHATS] * 20, TINY, 8192)
     config = path / "tokenizer_config.json"
@@ -346,8 +447,9 @@ def test_grouped_batches_stay_within_the_token_limit_for_a_whole_epoch(tmp_path,
     cfg = load_config(None, tiny_settings(tmp_path, tiny_llama, **{
         "training.packing": False, "training.per_device_train_batch_size": 8, "training.max_tokens_per_pass": 256,
         "training.num_train_epochs": 1.0, "model.load_in_4bit": False}))
-    result = training.train(cfg, run="g")
-    assert sum(rows for rows, _ in seen) == 40 and result["steps"] == len(seen)
+    cfg.training.run_name = "g"
+    result = training.train(cfg)
+    assert sum(rows for rows, _ in seen) == 40 and result.record.steps == len(seen)
     assert all(rows * width <= 256 for rows, width in seen) and max(rows for rows, _ in seen) > 1, seen
 
 
@@ -370,14 +472,14 @@ def test_passes_of_one_batch_give_the_same_step_as_the_whole_batch(tmp_path, tin
             "training.backend": backend, "training.packing": False, "training.group_by_length": False,
             "training.per_device_train_batch_size": 8,
             "training.max_steps": 2, "training.max_tokens_per_pass": cap, "training.learning_rate": 1e-2,
-            "model.load_in_4bit": False}))
-        logs[cap] = training.train(cfg, run=f"cap{cap}")
+            "model.load_in_4bit": False, "training.run_name": f"cap{cap}"}))
+        logs[cap] = training.train(cfg).record
     assert max(split) > 1, split  # the capped run did split its batches
     norms = {cap: [json.loads(line).get("grad_norm") for line in
                    (tmp_path / "outputs" / f"cap{cap}" / "trainer_log.jsonl").read_text().splitlines()] for cap in logs}
     norms = {cap: [n for n in found if n is not None] for cap, found in norms.items()}
     assert norms[48] == pytest.approx(norms[0], rel=1e-3), norms
-    assert [loss for _, loss in logs[48]["losses"]] == pytest.approx([loss for _, loss in logs[0]["losses"]], rel=1e-3)
+    assert [loss for _, loss in logs[48].losses] == pytest.approx([loss for _, loss in logs[0].losses], rel=1e-3)
 
 
 @pytest.mark.gpu
@@ -390,10 +492,10 @@ def test_gpu_4bit_training(tmp_path, tiny_llama, backend):
     write_samples(tmp_path / "data" / "personality.val.jsonl", 4)
     out = run_train(tmp_path, tiny_llama, "--run", "g", **{"training.backend": backend, "training.max_steps": 4,
                                                             "model.load_in_4bit": True})
-    info = json.loads((tmp_path / "outputs" / "g" / "run.json").read_text())
-    assert (info["backend"], info["load_in_4bit"], info["chat_template"]) == (backend, True, "chatml")
-    assert info["precision"] in ("bf16", "fp16") and info["steps"] == 4
-    assert all(math.isfinite(loss) for _, loss in info["losses"]) and info["eval_loss"] is not None
+    info = runs.load_run(tmp_path / "outputs" / "g", tmp_path / "outputs").record
+    assert (info.backend, info.load_in_4bit, info.chat_template) == (backend, True, "chatml")
+    assert info.precision in ("bf16", "fp16") and info.steps == 4 and info.peak_gpu_gib > 0
+    assert all(math.isfinite(loss) for _, loss in info.losses) and info.eval_loss is not None
     assert (tmp_path / "outputs" / "g" / "final_model" / "adapter_model.safetensors").is_file()
     assert "adamw_8bit" in out
 
@@ -409,5 +511,36 @@ def test_gpu_unsloth_padding_free_matches_padded_first_loss(tmp_path, tiny_llama
         run_train(tmp_path, tiny_llama, "--run", f"p{packing}", **{
             "training.backend": "unsloth", "training.max_steps": 1, "training.packing": packing,
             "model.load_in_4bit": False})
-        first[packing] = json.loads((tmp_path / "outputs" / f"p{packing}" / "run.json").read_text())["losses"][0][1]
+        first[packing] = runs.load_run(tmp_path / "outputs" / f"p{packing}", tmp_path / "outputs").record.losses[0][1]
     assert first[True] == pytest.approx(first[False], rel=2e-2), first
+
+
+def _kernel_arguments(kernel, rows: int, cols: int) -> dict:
+    """Arguments for one of TRL's chunked log-prob kernels, by parameter name: an fp16 logits tile, int64 targets,
+    float32 row statistics, unit scales, every optional output on."""
+    import torch
+
+    tile = torch.randn(rows, cols, device="cuda", dtype=torch.float16)
+    values = {"mm_ptr": tile, "mm_stride": tile.stride(0), "targets_ptr": torch.zeros(rows, dtype=torch.int64,
+                                                                                      device="cuda"),
+              "vocab_start": 0, "n_cols": cols, "logit_scale": 1.0, "softcap": 1.0, "inv_t": 1.0, "BLOCK_SIZE": 1024}
+    return {name: values[name] if name in values else name.startswith("HAS_") and name != "HAS_SOFTCAP"
+            if name.startswith("HAS_") else torch.zeros(rows, device="cuda") for name in kernel.arg_names}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA or importlib.util.find_spec("triton") is None, reason="needs CUDA and Triton")
+def test_trls_loss_kernels_compile_for_a_t4(monkeypatch):
+    """TRL's SFTTrainer computes every training loss on CUDA with Triton kernels (trl.kernels.chunked_logprob, the
+    fused LM head). Kaggle's T4 is compute capability 7.5: compile them for sm_75 (there is no T4 here to run them on;
+    compiling is what fails when an architecture is unsupported)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from trl.kernels import chunked_logprob
+
+    driver = triton.runtime.driver.active
+    monkeypatch.setattr(type(driver), "get_current_target", lambda self: GPUTarget("cuda", 75, 32))
+    for kernel in (chunked_logprob._forward_kernel, chunked_logprob._backward_kernel):
+        compiled = kernel.warmup(grid=(4, 1), **_kernel_arguments(kernel, 4, 256))
+        assert compiled.metadata.target.arch == 75
+        assert ".target sm_75" in compiled.asm["ptx"]
