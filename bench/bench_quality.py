@@ -16,7 +16,7 @@ Without it every run gets the same small fixed budget (--steps x --batch) for qu
   modes       reply vs sliding samples (default)
   grouping    reply samples in batches grouped by length (the default) vs random batches
   generation  the reply model sampled with the earlier settings (repetition penalty 1.1, temperature 0.7, top_p 0.9),
-              without the penalty, with only the penalty, and without top_p / top_k
+              without the penalty, with only the penalty, and without top_p or top_k
   training    the reply recipe at three times the learning rate, and for twice the epochs
   context     reply samples that carry 2 or 16 earlier turns instead of convert.max_context_turns
   bursts      reply samples whose bursts are split at 2-minute pauses, or joined up to 30 minutes
@@ -62,7 +62,7 @@ COMPARISONS = {
         "reply, earlier sampling without repetition penalty": ("reply", [*EARLIER_SAMPLING[1:],
                                                                          "generation.repetition_penalty=1.0"]),
         "reply, repetition penalty 1.1": ("reply", ["generation.repetition_penalty=1.1"]),
-        "reply, no top_p / top_k": ("reply", ["generation.top_p=1.0", "generation.top_k=0"]),
+        "reply, no top_p or top_k": ("reply", ["generation.top_p=1.0", "generation.top_k=0"]),
     },
     "training": {"reply": ("reply", []), "reply, lr x 3": ("reply", ["training.learning_rate=LRx3"]),
                  "reply, 2 x epochs": ("reply", ["training.num_train_epochs=EPOCHSx2"])},
