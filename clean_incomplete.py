@@ -24,7 +24,8 @@ def main(argv=None) -> int:
     print(f"clean: settings\n  input: {path}\n  dry run: {args.dry_run}", flush=True)
     report = clean_file(path, args.dry_run)
     cli.print_list("dropped", [f"line {p.line}: {p.kind}" for p in report.dropped])
-    written = "nothing to drop" if not report.dropped else "not written (dry run)" if args.dry_run else f"{path} (original: {report.backup})"
+    written = ("nothing to drop" if not report.dropped
+               else "not written (dry run)" if args.dry_run else f"{path} (original: {report.backup})")
     rows = {"lines": report.lines, "kept": report.kept, "dropped": len(report.dropped),
             **{f"dropped: {k}": n for k, n in sorted(Counter(p.kind for p in report.dropped).items())}, "file": written}
     cli.print_summary("clean", rows, f"python validate_dataset.py --input {path}", started)

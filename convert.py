@@ -1,8 +1,8 @@
 """Stage 2: turn the cleaned chats into training conversations (Hugging Face `messages` JSONL).
 
-    python convert.py                                   # dataset/cleaned -> dataset/final/personality.jsonl (+ .val.jsonl)
-    python convert.py --tokenizer smollm2-135m          # count tokens with this tokenizer instead of model.base_model's
-    python convert.py --mode sliding                    # the original Hive pairing (my message i -> my message i+1)
+    python convert.py                               # dataset/cleaned -> dataset/final/personality.jsonl (+ .val.jsonl)
+    python convert.py --tokenizer smollm2-135m      # count tokens with this tokenizer instead of model.base_model's
+    python convert.py --mode sliding                # the original Hive pairing (my message i -> my message i+1)
     python convert.py --input DIR --output FILE --set convert.system_prompt="You are {me}."
 
 Mode `reply` (default): other people's messages become user turns and my replies assistant turns, in sessions, with
@@ -19,7 +19,8 @@ from hive.tokens import load_counter
 
 def main(argv=None) -> int:
     parser = cli.make_parser(__doc__)
-    cli.config_flag(parser, "--input", key="paths.cleaned", metavar="DIR", help="cleaned chats (default: paths.cleaned)")
+    cli.config_flag(parser, "--input", key="paths.cleaned", metavar="DIR",
+                    help="cleaned chats (default: paths.cleaned)")
     cli.config_flag(parser, "--output", key="paths.final", metavar="FILE", help="training file (default: paths.final)")
     cli.config_flag(parser, "--mode", key="convert.mode", choices=["reply", "sliding"], help="default: convert.mode")
     parser.add_argument("--tokenizer", metavar="NAME", help="tokenizer that counts tokens (hub id, folder, .gguf, "

@@ -74,6 +74,12 @@ def exported_gguf(workspace: Path) -> str:
     return os.path.relpath(ggufs[0], workspace)
 
 
+def python_command(workspace: Path) -> str:
+    """How to call the Python that runs the demo from the workspace: make demo's .venv is not on the PATH."""
+    inside = Path(sys.executable).absolute().is_relative_to(REPO)
+    return os.path.relpath(Path(sys.executable).absolute(), workspace) if inside else "python"
+
+
 def main(argv=None) -> int:
     parser = cli.make_parser(__doc__)
     parser.add_argument("--workspace", type=Path, default=REPO / "demo_workspace", help="project root of the demo")
@@ -88,18 +94,20 @@ def main(argv=None) -> int:
     for name, script, stage_args in STAGES:
         stage_started = time.time()
         stage_args = [exported_gguf(workspace) if a == "{gguf}" else a for a in stage_args]
-        code, lines = run_stage(workspace, script, [*stage_args, "--config", os.path.relpath(config, workspace), *overrides])
+        code, lines = run_stage(workspace, script,
+                                [*stage_args, "--config", os.path.relpath(config, workspace), *overrides])
         times[name] = f"{time.time() - stage_started:6.1f} s"
         if code != 0:
             print(f"\ndemo: {name} failed (exit {code}); its output is above", file=sys.stderr)
             return code
-    # chat.py prints its settings, "  loaded <model> ...", then the reply
-    loaded = max((i for i, line in enumerate(lines) if line.startswith("  loaded ")), default=-1)
-    reply = " / ".join(line.strip() for line in lines[loaded + 1:] if line.strip())
+    reply = " / ".join(line.removeprefix("clone> ") for line in lines if line.startswith("clone> "))
+    chat_command = (f"cd {os.path.relpath(workspace)} && HIVE_HOME=. {python_command(workspace)} "
+                    f"{os.path.relpath(REPO / 'chat.py', workspace)} {exported_gguf(workspace)} "
+                    f"--config {os.path.relpath(config, workspace)}")
     cli.print_summary("demo", {**times, "report": str(workspace / "outputs" / "demo" / "eval_report.md"),
-                               "model": str(workspace / exported_gguf(workspace)), "prompt": PROMPT, "reply": reply},
-                      next_command=f"cd {os.path.relpath(workspace)} && HIVE_HOME=. python {os.path.relpath(REPO / 'chat.py', workspace)} "
-                                   f"{exported_gguf(workspace)}", started=started)
+                               "model": str(workspace / exported_gguf(workspace)), "prompt": PROMPT, "reply": reply,
+                               "API": f"{chat_command} --serve"},
+                      next_command=chat_command, started=started)
     return 0
 
 

@@ -1,8 +1,8 @@
 """Does the fine-tune text more like me than its base model? Scores both on held-out conversations (the validation
 file convert.py wrote: sessions the model never trained on) and writes a report into the run folder.
 
-    python evaluate.py                                   # newest run under outputs/, dataset/final/personality.val.jsonl
-    python evaluate.py --run my-run --max-samples 100    # a run's name (under outputs/) or its folder
+    python evaluate.py                                 # newest run under outputs/, dataset/final/personality.val.jsonl
+    python evaluate.py --run my-run --max-samples 100  # a run's name (under outputs/) or its folder
     python evaluate.py --set generation.temperature=0.9 --set evaluate.style_samples=20
 
 Writes outputs/<run>/eval_report.md, eval.json (export_model.py reads it), eval_nll.png and eval_style.png.

@@ -7,9 +7,10 @@ participant, classified (text, media, deleted, ...), with URLs, e-mails, phone, 
     python extract.py --jobs 1                          # one process (default: an export of 8 MB or more is read
                                                         # by one process per core, at most 4)
 
-Put exported chats (.txt, or the .zip WhatsApp makes; any sub-folder) in dataset/raw first.
-Writes <chat>.jsonl per chat and _summary.json (format, date order, kinds, senders, who is "me" and why); with
-extract.pseudonymize, the real names behind "Person N" go to private/pseudonyms.json (paths.private), not beside them.
+Put exported chats (.txt, or the .zip WhatsApp makes; any sub-folder) in dataset/raw first; the output folder must
+lie outside it. Writes <chat>.jsonl per chat and _summary.json (per file: format, date order and what decided it,
+kinds, senders, notes, or why it was skipped; who is "me" and why); with extract.pseudonymize, the real names behind
+"Person N" go to private/pseudonyms.json (paths.private), not beside them.
 """
 
 import sys
@@ -36,19 +37,17 @@ def main(argv=None) -> int:
     print(f"\nme: {', '.join(result.me.names)} ({result.me.reason})")
     for line in result.me.evidence:
         print(f"  evidence: {line}")
+    if result.removed:
+        print(f"\nremoved {len(result.removed)} temporary file(s) that an interrupted run left in {result.output}")
     if result.stale:
         print(f"\nwarning: {len(result.stale)} older file(s) in {result.output} are not from this run and convert.py "
               f"will read them too; delete them if their exports are gone: {', '.join(result.stale[:5])}")
-    kinds: dict = {}
-    for chat in result.written:
-        for kind, n in chat.kinds.items():
-            kinds[kind] = kinds.get(kind, 0) + n
     cli.print_summary("extract", {
         "chats written": len(result.written),
         "files skipped": len(result.skipped),
         "messages": sum(c.messages for c in result.written),
         "my messages": sum(c.my_messages for c in result.written),
-        "by kind": ", ".join(f"{k} {n:,}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])),
+        "by kind": ", ".join(f"{k} {n:,}" for k, n in result.kinds.most_common()),
         "output": str(result.output),
         "summary": str(result.summary_path),
         **({"pseudonyms (keep private)": str(result.mapping_path)} if result.mapping_path else {}),

@@ -1,7 +1,8 @@
 """Repair a training file in place (the original is kept as FILE.bak; a later repair adds FILE.bak2, ...): byte order
 marks, invalid UTF-8, trailing garbage, several JSON objects on one line, invalid escapes, duplicated keys, role names
-in the wrong case or aliases (human/gpt/bot/ai/model/me, ...), and the shapes {"user", "assistant"}, {"prompt", "completion"|"response"} and
-ShareGPT {"conversations": [{"from", "value"}]}. Every line is kept, repaired, or listed as dropped with its number.
+in the wrong case or aliases (human/gpt/bot/ai/model/me, ...), and the shapes {"user", "assistant"},
+{"prompt", "completion"|"response"} and ShareGPT {"conversations": [{"from", "value"}]}. Every line is kept,
+repaired, or listed as dropped with its number.
 Exit 0: the file is now clean; 1: lines were dropped or problems remain; 2: file missing or unreadable.
 
     python fix_dataset.py                                   # dataset/final/personality.jsonl
@@ -28,9 +29,11 @@ def main(argv=None) -> int:
     repairs = Counter(kind for rs in report.fixed.values() for kind in dict.fromkeys(r.split(":")[0] for r in rs))
     for title, rows in (("repaired", [f"line {n}: {'; '.join(rs)}" for n, rs in report.fixed.items()]),
                         ("dropped", [f"line {p.line}: {p.detail}" for p in report.dropped]),
-                        ("still invalid (kept; validate_dataset.py / clean_incomplete.py)", [str(p) for p in report.remaining])):
+                        ("still invalid (kept; validate_dataset.py / clean_incomplete.py)",
+                         [str(p) for p in report.remaining])):
         cli.print_list(title, rows)
-    written = "nothing to repair" if not report.changed else "not written (dry run)" if args.dry_run else f"{path} (original: {report.backup})"
+    written = ("nothing to repair" if not report.changed
+               else "not written (dry run)" if args.dry_run else f"{path} (original: {report.backup})")
     rows = {"lines": report.lines, "lines repaired": len(report.fixed), "lines dropped": len(report.dropped),
             "samples written": len(report.out), "problems left": len(report.remaining),
             **{f"repair: {k}": n for k, n in sorted(repairs.items())}, "file": written}

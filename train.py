@@ -18,13 +18,17 @@ from hive import cli, runs, training
 
 def main(argv=None) -> int:
     parser = cli.make_parser(__doc__)
-    cli.config_flag(parser, "--data", key="paths.final", metavar="FILE", help="training JSONL (validation: FILE's .val.jsonl)")
-    cli.config_flag(parser, "--model", key="model.base_model", metavar="MODEL", help="hub id, local folder, .gguf or smollm2-135m")
+    cli.config_flag(parser, "--data", key="paths.final", metavar="FILE",
+                    help="training JSONL (validation: FILE's .val.jsonl)")
+    cli.config_flag(parser, "--model", key="model.base_model", metavar="MODEL",
+                    help="hub id, local folder, .gguf or smollm2-135m")
     cli.config_flag(parser, "--run", key="training.run_name", metavar="NAME",
                     help="a name under outputs/, or a folder (default: a timestamp)")
-    cli.config_flag(parser, "--max-steps", key="training.max_steps", metavar="N", type=int, help="stop after N optimizer steps")
+    cli.config_flag(parser, "--max-steps", key="training.max_steps", metavar="N", type=int,
+                    help="stop after N optimizer steps")
     parser.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
-                        help="continue the run from its newest complete checkpoint, or from the given checkpoint folder")
+                        help="continue the run from its newest complete checkpoint, "
+                             "or from the given checkpoint folder")
     args, cfg = cli.parse(parser, argv)
     if os.environ.get("RANK", "0") == "0":  # under accelerate/torchrun only the first process prints
         cli.print_settings("train", cfg, ["paths", "model", "lora", "training"])
@@ -34,7 +38,8 @@ def main(argv=None) -> int:
         if cfg.training.backend != "auto" or int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise
         command = training.fallback_argv(sys.argv if argv is None else ["train.py", *argv], e)
-        print(f"notice: Unsloth failed ({e.reason}); continuing with transformers: python {' '.join(command)}", flush=True)
+        print(f"notice: Unsloth failed ({e.reason}); continuing with transformers: python {' '.join(command)}",
+              flush=True)
         os.execv(sys.executable, [sys.executable, *command])
     if not result.is_main:
         return 0

@@ -39,7 +39,8 @@ def rows_per_batch(length: int, batch_size: int, max_tokens: int, bucket: int = 
     return max(1, min(batch_size, max_tokens // bucket_length(length, bucket)))
 
 
-def grouped_batches(lengths: list[int], batch_size: int, max_tokens: int, seed: int, bucket: int = BUCKET) -> list[list[int]]:
+def grouped_batches(lengths: list[int], batch_size: int, max_tokens: int, seed: int,
+                    bucket: int = BUCKET) -> list[list[int]]:
     """Every sample index once, in batches drawn from one length bucket, in random order.
 
     A batch holds batch_size samples, or fewer where their bucket length times their count would pass max_tokens:
@@ -77,14 +78,16 @@ class GroupedSampler:
     batches; the Trainer (through accelerate) calls set_epoch every epoch."""
 
     def __init__(self, lengths: list[int], batch_size: int, max_tokens: int, seed: int, bucket: int = BUCKET):
-        self.lengths, self.batch_size, self.max_tokens, self.seed, self.bucket = lengths, batch_size, max_tokens, seed, bucket
+        self.lengths, self.batch_size, self.max_tokens = lengths, batch_size, max_tokens
+        self.seed, self.bucket = seed, bucket
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def batches(self) -> list[list[int]]:
-        return grouped_batches(self.lengths, self.batch_size, self.max_tokens, self.seed * 1000 + self.epoch, self.bucket)
+        return grouped_batches(self.lengths, self.batch_size, self.max_tokens, self.seed * 1000 + self.epoch,
+                               self.bucket)
 
     def __len__(self) -> int:
         return len(self.lengths)

@@ -13,9 +13,10 @@ import os
 import sys
 import tempfile
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Optional
 
 from hive import generation, models, runs
 from hive.errors import HiveError, missing_input
@@ -28,6 +29,7 @@ class Reply:
     text: str = ""
     finish_reason: str = ""  # "stop": ended at a stop token; "length": ran into max_new_tokens
     tokens: int = 0
+    prompt_tokens: int = 0  # the prompt it answered: persona and the turns that fit
 
 
 class _Transformers:
@@ -107,7 +109,12 @@ class Clone:
     notice: Optional[str] = None  # said once: the reply budget was capped to fit the context
 
     def __post_init__(self):
-        self.reply_tokens, self.notice = generation.reply_budget(self.max_seq_length, self.gen.max_new_tokens)
+        self.notice = generation.reply_budget(self.max_seq_length, self.gen.max_new_tokens)[1]
+
+    @property
+    def reply_tokens(self) -> int:
+        """What a reply may take: generation.max_new_tokens (the API may change it per request), within the context."""
+        return generation.reply_budget(self.max_seq_length, self.gen.max_new_tokens)[0]
 
     def messages(self, history: list[dict]) -> tuple[list[dict], int]:
         """(system prompt + the newest turns of `history` that fit, tokens left for the reply)."""
@@ -119,6 +126,7 @@ class Clone:
         """The reply to `history`, piece by piece; afterwards `self.last` holds the text and finish reason."""
         self.last = Reply()
         messages, reply_tokens = self.messages(history)
+        self.last.prompt_tokens = len(self.backend.prompt_ids(messages))
         yield from self.backend.stream(messages, self.gen, reply_tokens, self.last)
 
     def reply(self, history: list[dict]) -> str:
@@ -233,7 +241,8 @@ def load_clone(source: str | Path | None, cfg) -> Clone:
     if path.is_dir() and (path / runs.EXPORT_FILE).exists():
         record = runs.ExportRecord.load(path)
         path = path / (record.gguf or ("merged_16bit" if (path / "merged_16bit").is_dir() else "lora"))
-    in_run = (path / "adapter_config.json").exists() and (path.parent / runs.RUN_FILE).exists()  # final_model, checkpoint
+    # `path` is a run's final_model or one of its checkpoints
+    in_run = (path / "adapter_config.json").exists() and (path.parent / runs.RUN_FILE).exists()
     if in_run or (path / runs.RUN_FILE).exists() or (path / runs.ADAPTER / "adapter_config.json").exists():
         run = runs.load_run(path.parent if in_run else path, outputs)
         ctx = runs.max_seq_length(run.record.max_seq_length, cfg)

@@ -86,7 +86,8 @@ class Report:
             return "NOT READY: no samples"
         dups = f"; {len(self.warnings):,} duplicate(s) skipped (trained more often than meant)" if self.warnings else ""
         if len(self.samples) < SMALL:
-            return f"READY, but small: {len(self.samples):,} samples (under {SMALL} teach the model little of your style){dups}"
+            return (f"READY, but small: {len(self.samples):,} samples "
+                    f"(under {SMALL} teach the model little of your style){dups}")
         return f"READY: {len(self.samples):,} samples{dups}"
 
     def stats(self) -> dict:
@@ -109,7 +110,8 @@ class Report:
 def _spread(values: list[int]) -> str:
     if not values:
         return "-"
-    return f"mean {statistics.fmean(values):.1f}, median {statistics.median(values):g}, min {min(values)}, max {max(values)}"
+    return (f"mean {statistics.fmean(values):.1f}, median {statistics.median(values):g}, "
+            f"min {min(values)}, max {max(values)}")
 
 
 def validate(path: Path, counter: TokenCounter | None, max_seq_length: int) -> Report:
@@ -209,8 +211,10 @@ def _message(m, repairs: list[str]) -> list:
         if set(keys) <= {"role", "content"} and len(keys) % 2 == 0 and keys[::2] == ["role"] * (len(keys) // 2) \
                 and keys[1::2] == ["content"] * (len(keys) // 2):
             repairs.append(f"duplicated keys: role/content pairs split into {len(keys) // 2} messages")
-            return [x for i in range(0, len(keys), 2) for x in _message({"role": m.pairs[i][1], "content": m.pairs[i + 1][1]}, repairs)]
-        repairs.append(f"duplicated keys: {', '.join(sorted({k for k in keys if keys.count(k) > 1}))} (kept the last value)")
+            return [x for i in range(0, len(keys), 2)
+                    for x in _message({"role": m.pairs[i][1], "content": m.pairs[i + 1][1]}, repairs)]
+        repeated = ", ".join(sorted({k for k in keys if keys.count(k) > 1}))
+        repairs.append(f"duplicated keys: {repeated} (kept the last value)")
     out = dict(m)
     if "role" not in out and "from" in out:
         out["role"] = out.pop("from")
@@ -307,7 +311,8 @@ def fix_lines(lines: list[str], bad_utf8: set[int] = frozenset()) -> FixReport:
             repairs.append(f"trailing garbage removed: {garbage[:40]!r}")
         if len(values) > 1:
             repairs.append(f"several samples on one line: {len(values)} split")
-        if len(values) == 1 and isinstance(values[0], list) and values[0] and all(isinstance(v, dict) and "messages" in v for v in values[0]):
+        if (len(values) == 1 and isinstance(values[0], list) and values[0]
+                and all(isinstance(v, dict) and "messages" in v for v in values[0])):
             repairs.append(f"several samples on one line: array of {len(values[0])} split")
             values = values[0]
         samples = []
@@ -328,7 +333,7 @@ def fix_lines(lines: list[str], bad_utf8: set[int] = frozenset()) -> FixReport:
 
 
 def fix_file(path: Path, dry_run: bool) -> FixReport:
-    """Repair `path` in place (the original kept as a new .bak, see fileio.backup) unless dry_run or nothing needs repair."""
+    """Repair `path` in place unless dry_run or nothing needs repair, keeping the original as a new .bak (fileio)."""
     report = fix_lines(*read_lines(path))
     if report.changed and not dry_run:
         report.backup = backup(path)

@@ -4,7 +4,8 @@ printing the resolved settings and the summary, and turning a HiveError into one
 import argparse
 import sys
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from hive.config import Config, format_settings, load_config, parse_override
 from hive.errors import HiveError
@@ -41,7 +42,8 @@ def print_settings(stage: str, cfg: Config, sections: Sequence[str]) -> None:
     print(format_settings(cfg, sections), flush=True)
 
 
-def print_summary(stage: str, rows: dict[str, Any], next_command: str | None = None, started: float | None = None) -> None:
+def print_summary(stage: str, rows: dict[str, Any], next_command: str | None = None,
+                  started: float | None = None) -> None:
     """The closing block: aligned `label: value` rows, elapsed time, and the command to run next."""
     if started is not None:
         rows = {**rows, "time": f"{time.time() - started:.1f} s"}

@@ -16,8 +16,8 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from hive import paths
-from hive.privacy import KINDS as REDACT_KINDS
 from hive.errors import ConfigError, HiveError
+from hive.privacy import KINDS as REDACT_KINDS
 
 
 def bounded(default, *, min=None, max=None, above=None, below=None, also=()):
@@ -257,7 +257,8 @@ def _merge(cfg: Config, data: dict, origin: str, problems: list[str]) -> None:
         limits = {f.name: f.metadata["range"] for f in dataclasses.fields(target) if "range" in f.metadata}
         for key, value in values.items():
             if key not in hints:
-                problems.append(f"{section}.{key}: unknown key{_suggest(f'{section}.{key}', [f'{section}.{k}' for k in hints])}")
+                suggestion = _suggest(f"{section}.{key}", [f"{section}.{k}" for k in hints])
+                problems.append(f"{section}.{key}: unknown key{suggestion}")
                 continue
             try:
                 value = _coerce(value, hints[key])

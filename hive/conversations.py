@@ -9,8 +9,9 @@ system (first only), user and assistant, with a user turn before the assistant r
   builds samples, train.py and evaluate.py encode them, and chat.py fits a live conversation with this one rule.
 """
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from hive.errors import HiveError, missing_input
 

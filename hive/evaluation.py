@@ -232,10 +232,9 @@ def evaluate_run(run: runs.Run, data: Path, cfg: Config) -> EvalResult:
     vocabulary = {w for r in real for w in words(r)}
     replies = {"real": real, "base": generated["base"], "tuned": generated["tuned"]}
     metrics = {name: style_metrics(texts, vocabulary) for name, texts in replies.items()}
-    examples = [
-        {"context": c[:-1], "real": r, "base": b, "tuned": t}
-        for c, r, b, t in spread(list(zip(contexts, real, generated["base"], generated["tuned"])), cfg.evaluate.examples)
-    ]
+    side_by_side = list(zip(contexts, real, generated["base"], generated["tuned"]))
+    examples = [{"context": c[:-1], "real": r, "base": b, "tuned": t}
+                for c, r, b, t in spread(side_by_side, cfg.evaluate.examples)]
     auc = {name: indistinguishability(real, generated[name]) for name in ("base", "tuned")}
     result = EvalResult(run.folder, data, run.base_model, base, tuned, metrics, examples, replies,
                         time.time() - started, ended, auc)
@@ -347,8 +346,8 @@ Base model `{result.base_model}`; held-out data `{result.data}`: {len(result.bas
 
 ## Style of generated replies
 
-{len(result.replies["real"])} held-out contexts; sampling: temperature {gen.temperature}, top_p {gen.top_p}, top_k {gen.top_k},
-repetition_penalty {gen.repetition_penalty}, max_new_tokens {gen.max_new_tokens}, seed {gen.seed}.
+{len(result.replies["real"])} held-out contexts; sampling: temperature {gen.temperature}, top_p {gen.top_p},
+top_k {gen.top_k}, repetition_penalty {gen.repetition_penalty}, max_new_tokens {gen.max_new_tokens}, seed {gen.seed}.
 ✓ marks where the fine-tune is closer to my real replies than the base is
 ({result.closer_to_real()} of {len(STYLE_METRICS)} metrics).
 

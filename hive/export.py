@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,12 @@ CONVERTER_TYPES = ("f16", "bf16", "q8_0")
 # PEFT adapters of these model types can be written as GGUF LoRA: gguf architecture and whether llama.cpp's
 # converter permutes the q/k rows for its RoPE layout (then the LoRA B matrices must be permuted the same way).
 LORA_GGUF_ARCHS = {"llama": ("LLAMA", True), "qwen2": ("QWEN2", False)}
+
+
+# Bits per weight of each format: measured files of Llama-3.2-3B (3.21 B parameters; Q4_K_M 2.02 GB, Q5_K_M 2.32 GB,
+# Q8_0 3.42 GB, bitsandbytes 4-bit 2.24 GB with its 16-bit embeddings), rounded up.
+BITS_PER_WEIGHT = {"q4_k_m": 5.1, "q5_k_m": 5.9, "q8_0": 8.6, "f16": 16.1, "bf16": 16.1,
+                   "merged_16bit": 16.1, "merged_4bit": 5.8}
 
 
 @dataclass
@@ -61,6 +66,32 @@ def expand_formats(formats: list[str]) -> list[str]:
     return [f for f in FORMATS if f in wanted]
 
 
+def estimate_bytes(parameters: int, formats: list[str], quantizations: list[str], adapter_bytes: int) -> dict[str, int]:
+    """The expected size of each file an export keeps (format -> bytes), from the model's parameter count."""
+    quantizations = list(dict.fromkeys(quantizations))
+    sizes = {}
+    for fmt in expand_formats(formats):
+        if fmt == "lora":
+            sizes["lora"] = adapter_bytes
+        elif fmt in ("merged_16bit", "merged_4bit"):
+            sizes[fmt] = round(parameters * BITS_PER_WEIGHT[fmt] / 8)
+        elif fmt == "gguf":
+            sizes.update({f"gguf {q}": round(parameters * BITS_PER_WEIGHT[q] / 8) for q in quantizations})
+        elif fmt == "lora_gguf":
+            sizes[f"lora_gguf base {quantizations[0]}"] = round(parameters * BITS_PER_WEIGHT[quantizations[0]] / 8)
+            sizes["lora_gguf adapter"] = adapter_bytes
+    return sizes
+
+
+def check_room(parameters: int, sizes: dict[str, int], folder: Path, remedy: str) -> None:
+    """HiveError unless `folder`'s disk holds the export while it builds: its files plus the 16-bit merge and the
+    f16 GGUF that come and go (about 2 bytes per parameter each)."""
+    need, free = sum(sizes.values()) + 4 * parameters, shutil.disk_usage(folder).free
+    if need > free:
+        raise HiveError(f"the export needs about {need / 1e9:.1f} GB of space in {folder} while it builds, and "
+                        f"{free / 1e9:.1f} GB are free; free some space, or {remedy}")
+
+
 def check_improvement(run: runs.Run, mode: str) -> str | None:
     """What evaluate.py concluded (outputs/<run>/eval.json): a warning, a hint, or HiveError when mode is refuse."""
     if mode == "off":
@@ -72,7 +103,8 @@ def check_improvement(run: runs.Run, mode: str) -> str | None:
     if evaluation.improved:
         return None
     message = (f"evaluate.py found the fine-tune no better than the base model "
-               f"(reply NLL {evaluation.tuned_nll:.3f} vs base {evaluation.base_nll:.3f}, {run.folder / runs.EVAL_FILE})")
+               f"(reply NLL {evaluation.tuned_nll:.3f} vs base {evaluation.base_nll:.3f}, "
+               f"{run.folder / runs.EVAL_FILE})")
     if mode == "refuse":
         raise HiveError(f"{message}; train longer or on more data, or --set export.require_improvement=warn to export "
                         f"anyway")
@@ -266,7 +298,14 @@ def export_run(run: runs.Run, cfg, name: str, formats: list[str], quantizations:
         parts = derive_parts(tokenizer)
         template, stops = go_template(parts), stop_tokens(parts, tokenizer)
     exports.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=exports))
+    fileio.remove_stale_temps(exports)  # what a killed export left: merged weights and GGUFs, gigabytes
+    if any(f != "lora" for f in formats):  # a disk that fills up an hour into a 3B export: say so before starting
+        from hive import models
+
+        parameters = models.parameter_count(run.base_model)
+        check_room(parameters, estimate_bytes(parameters, formats, quantizations, _size(run.adapter)), exports,
+                   "ask for fewer formats (--format) or a smaller --quantization")
+    work = fileio.temp_dir(exports, name)
     try:
         built = _build(run, cfg, name, formats, quantizations, work, result, template, stops, max_seq_length)
         for artifact, verify in built:

@@ -1,27 +1,37 @@
 """The extract stage: every WhatsApp export under paths.raw (.txt, or the chat inside a WhatsApp .zip) becomes
 paths.cleaned/<chat>.jsonl (the data contract in DEVELOPERS.md), plus _summary.json.
 
-Files are streamed (one line in memory at a time) and each output is written to a temporary file and renamed.
-Who "me" is comes from extract.me or, when that is empty, from clues in the chats (see decide_me); detection
-needs one extra read of every file before writing. A large .txt export is cut at message headers into one piece
-per core, read by forked processes (see _on_pieces); the output is the same byte for byte.
+Files are streamed (memory bounded per message) and each output is written to a temporary file and renamed. Every
+file is first detected (its header format, and what its dates say about the date order: the first lines, or the
+whole file when no date shows the order); then every file's date order is decided, from its own dates or from the
+other files of its format (whatsapp.DateOrders); then files are parsed and written. Who "me" is comes from
+extract.me or, when that is empty, from clues in the chats (see decide_me), which needs one more read of every file
+before writing. A large .txt export is cut at message headers into one piece per core, read by forked processes
+(see _on_pieces); the output is the same byte for byte.
+
+Input and output folders must not overlap: extract never writes where the exports are. A file that cannot be read is
+skipped with its reason; the others are extracted. Temporary files that a killed run left in the output folder are
+removed first, and SIGTERM removes those in flight (fileio).
 """
 
 import contextlib
+import functools
+import json
 import multiprocessing
 import os
 import re
 import sys
 import tempfile
-import zipfile
 from collections import Counter, deque
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from json.encoder import encode_basestring as _json_str
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator, Optional
+from typing import Optional
 
 from hive import fileio, privacy, whatsapp
+from hive.chatfiles import Source, Unreadable, find
 from hive.config import Config
 from hive.errors import HiveError
 from hive.privacy import Pseudonyms, Redactor, strip_urls
@@ -37,18 +47,9 @@ _WRITE_BUFFER = 2**20
 _SET_ME = 'pass --me "Your Name" (repeatable) or set extract.me in training_config.yaml'
 # The other person of a 1:1 chat, from the export's own file name (English app language).
 _CHAT_WITH = re.compile(r"^WhatsApp Chat (?:with|-) (.+?)(?: \d+)?$")
-_UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f]+')
-
-
-@dataclass
-class Source:
-    """One chat text to read: a .txt file, or a .txt member of a .zip."""
-
-    label: str                                  # path relative to the input folder (zip members as zip/member)
-    title: str                                  # the chat's name before collisions are resolved
-    open: Optional[Callable] = None             # () -> context manager of a binary stream
-    problem: Optional[str] = None               # set when the file cannot be used at all
-    path: Optional[Path] = None                 # the file of a plain .txt (zip members are read as one piece)
+# Characters no file name may hold on some system, and lone surrogates (undecodable bytes of a file name)
+_UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f\ud800-\udfff]+')
+_NAME_BYTES = 200       # a chat's file name, in UTF-8: file systems allow 255 bytes with ".jsonl" and " (2)"
 
 
 @dataclass
@@ -62,12 +63,22 @@ class ChatReport:
     header: Optional[str] = None
     date_order: Optional[str] = None
     date_order_reason: Optional[str] = None
+    other_formats: list = field(default_factory=list)   # further header formats parsed in the same file
+    encoding: Optional[str] = None              # utf-8 | utf-16 | windows-1252 (bytes that are not UTF-8)
+    # every line is counted once: lines == messages + continuation_lines + skipped_lines + dropped_lines
     lines: int = 0
-    skipped_lines: int = 0
-    messages: int = 0
+    messages: int = 0                           # one header line each
+    continuation_lines: int = 0
+    skipped_lines: int = 0                      # before the first header
+    dropped_lines: int = 0                      # past whatsapp.MAX_MESSAGE_CHARS of their message
+    long_lines: int = 0
+    cut_messages: int = 0
+    invalid_headers: int = 0                    # header-like lines with no real date or time, kept as text
+    foreign_lines: int = 0                      # header-like lines of another format, kept as text
     my_messages: int = 0
     kinds: dict = field(default_factory=dict)
     senders: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)   # what the user should know about this file
 
 
 @dataclass
@@ -86,6 +97,7 @@ class ExtractResult:
     summary_path: Path
     stale: list[str] = field(default_factory=list)   # *.jsonl in the output folder that this run did not write
     mapping_path: Optional[Path] = None               # the real names behind the pseudonyms (paths.private)
+    removed: list[Path] = field(default_factory=list)   # temporary files of killed runs, removed first
 
     @property
     def written(self) -> list[ChatReport]:
@@ -95,79 +107,41 @@ class ExtractResult:
     def skipped(self) -> list[ChatReport]:
         return [c for c in self.chats if c.status != "ok"]
 
+    @property
+    def kinds(self) -> Counter:
+        return sum((Counter(c.kinds) for c in self.written), Counter())
+
 
 # ---------------------------------------------------------------------------------------------------------------
-# Inputs
-
-
-def find_sources(root: Path) -> list[Source]:
-    """Every file under `root` (sorted, hidden files ignored) as a Source; zips are opened to find their chats."""
-    sources = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        suffix = path.suffix.lower()
-        if suffix == ".txt":
-            sources.append(Source(str(rel), path.stem, open=lambda p=path: open(p, "rb"), path=path))
-        elif suffix == ".zip":
-            sources.extend(_zip_sources(path, rel))
-        else:
-            sources.append(Source(str(rel), path.stem, problem="not a .txt or .zip export"))
-    return sources
-
-
-def _zip_sources(path: Path, rel: Path) -> list[Source]:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            members = [i.filename for i in zf.infolist() if not i.is_dir() and i.filename.lower().endswith(".txt")
-                       and not i.filename.startswith("__MACOSX/")]
-    except (zipfile.BadZipFile, OSError) as e:
-        return [Source(str(rel), path.stem, problem=f"broken zip ({e})")]
-    if not members:
-        return [Source(str(rel), path.stem, problem="zip holds no chat text (.txt)")]
-
-    def opener(member):
-        @contextmanager
-        def open_member():
-            with zipfile.ZipFile(path) as zf, zf.open(member) as f:
-                yield f
-        return open_member
-
-    # WhatsApp names the text `_chat.txt` and the zip after the chat, so the zip's name is the chat's
-    single = len(members) == 1
-    return [Source(f"{rel}/{m}", path.stem if single else f"{path.stem} - {PurePosixPath(m).stem}", open=opener(m))
-            for m in members]
+# Reading
 
 
 @contextmanager
-def _lines(source: Source) -> Iterator:
+def _text(source: Source):
     with source.open() as raw:
         yield whatsapp.open_text(raw)
 
 
-def _format(source: Source, date_order: str) -> whatsapp.Format:
-    with _lines(source) as lines:
-        return whatsapp.detect_format(lines, date_order)
+def _detect(source: Source, date_order: str, report: ChatReport) -> whatsapp.Detected:
+    with _text(source) as text:
+        report.encoding = "utf-16" if text.encoding == "utf-16" else "utf-8"
+        return whatsapp.detect(text, date_order)
 
 
-def _unusable(source: Source) -> Optional[str]:
-    """Why the source cannot be read as an export, checked cheaply before any parsing (None if it may be)."""
-    if source.problem:
-        return source.problem
-    with source.open() as raw:
-        if not raw.read(1):
-            return "empty file"
-    return None
+def _parse(parse: Callable, fmt: whatsapp.Format, orders: whatsapp.DateOrders) -> tuple:
+    """(format, stats) of parse(fmt) -> stats; when those show a second header format in the file, of one more
+    parse with it."""
+    stats = parse(fmt)
+    more = orders.with_other_formats(fmt, stats)
+    return (more, parse(more)) if more else (fmt, stats)
 
 
-def _survey(source: Source, date_order: str, jobs: int) -> tuple[whatsapp.Format, whatsapp.ParseStats]:
+def _survey(source: Source, fmt: whatsapp.Format, jobs: int) -> whatsapp.ParseStats:
     """Parse without writing: the statistics that decide who "me" is."""
-    fmt = _format(source, date_order)
     stats, *later = _on_pieces(source, fmt, jobs, _count, (fmt,))
     for more in later:
         stats.add(more)
-    return fmt, stats
+    return stats
 
 
 def _count(lines, fmt: whatsapp.Format) -> whatsapp.ParseStats:
@@ -200,7 +174,7 @@ def _on_pieces(source: Source, fmt: whatsapp.Format, jobs: int, work: Callable, 
         with open(source.path, "rb") as f:
             cuts = whatsapp.message_starts(f, fmt, jobs)
     if not cuts:
-        with _lines(source) as lines:
+        with _text(source) as lines:
             return [work(lines, *outputs, *args)]
     pieces = list(zip([0, *cuts], [*cuts, None]))
     parts = [[_part_path(folder) if out is not None else None for out in outputs] for _ in cuts]
@@ -216,8 +190,7 @@ def _on_pieces(source: Source, fmt: whatsapp.Format, jobs: int, work: Callable, 
                 _append(out, paths)
     finally:
         for path in (p for paths in parts for p in paths if p is not None):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+            fileio.forget_temp(path)
     return results
 
 
@@ -231,8 +204,8 @@ def _piece(work: Callable, path: Path, piece: tuple, part_paths: list, args: tup
 
 
 def _part_path(folder: Path) -> str:
-    # beside the output, on its file system; _on_pieces removes it, whatever happens
-    fd, path = tempfile.mkstemp(prefix=".part.", suffix=".tmp", dir=folder)
+    # beside the output, on its file system; _on_pieces removes it, whatever happens (a killed run's: the next run)
+    fd, path = fileio.temp_file(folder, "part")
     os.close(fd)
     return path
 
@@ -292,10 +265,10 @@ def decide_me(configured: list[str], chats: list[tuple[str, whatsapp.ParseStats]
 
 def _chat_name(title: str, label: str, used: set) -> str:
     """A file-safe chat name, unique in this run (two `_chat.txt` of different zips, or equal names in folders)."""
-    name = _UNSAFE.sub("_", title).strip(" ._") or "chat"
+    name = _safe(title) or "chat"
     if name.casefold() in used:
         parent = str(PurePosixPath(label.replace("\\", "/")).parent)
-        name = f"{name} ({_UNSAFE.sub('_', parent)})" if parent != "." else name
+        name = f"{name} ({_safe(parent)})" if parent != "." else name
     base, n = name, 2
     while name.casefold() in used:
         name, n = f"{base} ({n})", n + 1
@@ -303,28 +276,30 @@ def _chat_name(title: str, label: str, used: set) -> str:
     return name
 
 
-def _write_chat(source: Source, fmt, chat: str, out: Path, me: set, redactor: Redactor,
-                pseudonyms: Optional[Pseudonyms], plain: bool, jobs: int) -> tuple[whatsapp.ParseStats, int]:
-    """Stream one chat into <chat>.jsonl (and <chat>.txt when `plain`); returns its stats and my message count."""
+def _safe(name: str) -> str:
+    return _UNSAFE.sub("_", name).encode("utf-8")[:_NAME_BYTES].decode("utf-8", "ignore").strip(" ._")
+
+
+def _write_chat(source: Source, fmt: whatsapp.Format, chat: str, out: Path, me: set, redactor: Redactor,
+                pseudonyms: Optional[Pseudonyms], plain: bool, jobs: int) -> whatsapp.ParseStats:
+    """Stream one chat into <chat>.jsonl (and <chat>.txt when `plain`); returns its stats."""
     with fileio.atomic_write(out / f"{chat}.jsonl") as jsonl_file, \
             (fileio.atomic_write(out / f"{chat}.txt") if plain else _nothing()) as txt_file, \
             _buffered(jsonl_file) as f, _buffered(txt_file) as txt:
-        (stats, mine), *later = _on_pieces(source, fmt, jobs, _write_messages,
-                                           (fmt, _json_str(chat), me, redactor, pseudonyms), (f, txt), out)
-    for more, more_mine in later:
+        stats, *later = _on_pieces(source, fmt, jobs, _write_messages,
+                                   (fmt, _json_str(chat), me, redactor, pseudonyms), (f, txt), out)
+    for more in later:
         stats.add(more)
-        mine += more_mine
-    return stats, mine
+    return stats
 
 
 def _write_messages(lines, f, txt, fmt, chat_json: str, me: set, redactor: Redactor,
-                    pseudonyms: Optional[Pseudonyms]) -> tuple[whatsapp.ParseStats, int]:
-    """The JSONL lines (and plain lines when `txt`) of the messages in `lines`; their stats and my message count."""
+                    pseudonyms: Optional[Pseudonyms]) -> whatsapp.ParseStats:
+    """The JSONL lines (and plain lines when `txt`) of the messages in `lines`; their stats."""
     stats = whatsapp.ParseStats()
     people: dict = {None: ("null", "false", False)}    # sender -> (JSON of the name shown, is_me JSON, is_me)
     kind_json = {k: f'"kind": "{k}", "text": ' for k in whatsapp.KINDS}
     redact = redactor.__call__
-    mine = 0
     last_ts = last_sender = prefix = is_me = None
     write = f.write
     for ts, sender, text, kind in whatsapp.iter_messages(lines, fmt, stats):
@@ -339,13 +314,11 @@ def _write_messages(lines, f, txt, fmt, chat_json: str, me: set, redactor: Redac
                 shown = _json_str(sender if is_me else redactor(pseudonyms.name(sender) if pseudonyms else sender))
                 shown, me_json, is_me = people[sender] = (shown, "true" if is_me else "false", is_me)
             prefix = f'{{"chat": {chat_json}, "timestamp": "{ts}", "sender": {shown}, "is_me": {me_json}, '
-        if is_me:
-            mine += 1
-            if txt is not None and kind in ("text", "edited"):
-                line = redact(strip_urls(text))
-                line = " ".join((pseudonyms.text(line) if pseudonyms else line).split())
-                if line:
-                    txt.write(line + "\n")
+        if is_me and txt is not None and kind in ("text", "edited"):
+            line = redact(strip_urls(text))
+            line = " ".join((pseudonyms.text(line) if pseudonyms else line).split())
+            if line:
+                txt.write(line + "\n")
         if kind == "text":
             text = redact(text)
         elif kind == "media":
@@ -357,7 +330,7 @@ def _write_messages(lines, f, txt, fmt, chat_json: str, me: set, redactor: Redac
         if pseudonyms is not None:
             text = pseudonyms.text(text)
         write(f"{prefix}{kind_json[kind]}{_json_str(text)}}}\n")     # one allocation, where + makes three
-    return stats, mine
+    return stats
 
 
 @contextmanager
@@ -376,38 +349,61 @@ def _buffered(f):
         yield big
 
 
-def _report(report: ChatReport, fmt: whatsapp.Format, stats: whatsapp.ParseStats) -> None:
+def _report(report: ChatReport, fmt: whatsapp.Format, stats: whatsapp.ParseStats, me: set) -> None:
     report.format, report.header = fmt.platform, fmt.example
     report.date_order, report.date_order_reason = fmt.date_order, fmt.date_order_reason
-    report.lines, report.skipped_lines, report.messages = stats.lines, stats.skipped_lines, stats.messages
+    report.other_formats = [{"format": f.platform, "header": f.example, "date_order": f.date_order,
+                             "date_order_reason": f.date_order_reason} for f in fmt.others]
+    for name in ("lines", "messages", "continuation_lines", "skipped_lines", "dropped_lines", "long_lines",
+                 "cut_messages", "invalid_headers"):
+        setattr(report, name, getattr(stats, name))
+    report.foreign_lines = sum(seen.lines for seen in stats.foreign.values())
+    report.my_messages = sum(n for sender, n in stats.senders.items() if sender.casefold() in me)
     report.kinds = {k: stats.kinds[k] for k in whatsapp.KINDS if stats.kinds[k]}
     report.senders = dict(stats.senders.most_common())
+    report.notes = _notes(fmt, stats)
+    if stats.legacy_bytes:
+        report.encoding = "windows-1252"
 
 
-_UNREADABLE = (whatsapp.NotAnExport, UnicodeDecodeError, zipfile.BadZipFile, OSError)
+def _notes(fmt: whatsapp.Format, stats: whatsapp.ParseStats) -> list[str]:
+    """What the user should know about a file, one short sentence each."""
+    cap = f"{whatsapp.MAX_MESSAGE_CHARS:,}"
+    notes = []
+    if not fmt.date_order_reason.startswith(whatsapp.OWN_DATE_EVIDENCE):
+        notes.append(f"date order {fmt.date_order}: {fmt.date_order_reason}")
+    notes += [f"second header format parsed too: {f.platform} `{f.example.strip()}` ({f.date_order})"
+              for f in fmt.others]
+    notes += [f"{seen.lines:,} line(s) look like headers of another format (`{seen.example.strip()}`) and were kept "
+              f"as message text" for seen in stats.foreign.values()]
+    if stats.invalid_headers:
+        notes.append(f"{stats.invalid_headers:,} line(s) with a header but no real date or time kept as message text")
+    if stats.legacy_bytes:
+        notes.append(f"not UTF-8: {stats.legacy_bytes:,} byte(s) read as Windows-1252; if accents look wrong, save "
+                     f"the file as UTF-8 and run again")
+    if stats.long_lines:
+        notes.append(f"{stats.long_lines:,} line(s) longer than {cap} characters cut there")
+    if stats.cut_messages:
+        notes.append(f"{stats.cut_messages:,} message(s) longer than {cap} characters cut there "
+                     f"({stats.dropped_lines:,} line(s) dropped)")
+    return notes
+
+
+_UNREADABLE = (whatsapp.NotAnExport, Unreadable, UnicodeDecodeError)
 
 
 def _skip(report: ChatReport, e: Exception) -> None:
     report.status = "skipped"
-    if isinstance(e, UnicodeDecodeError):
-        report.reason = "not UTF-8 or UTF-16 text (a WhatsApp export is UTF-8)"
-    elif isinstance(e, zipfile.BadZipFile):
-        report.reason = f"broken zip ({e})"
-    else:
-        report.reason = str(e)
+    report.reason = "not valid UTF-16 text (save it as UTF-8)" if isinstance(e, UnicodeDecodeError) else str(e)
 
 
-def _check_sources(raw: Path) -> tuple[list[ChatReport], list[tuple[Source, ChatReport]]]:
-    """A report for every file under `raw`, and the sources worth parsing."""
+def _check_sources(raw: Path, zips: contextlib.ExitStack) -> tuple[list, list]:
+    """A report for every file under `raw`, and the (source, report) pairs worth parsing."""
     reports, usable = [], []
-    for source in find_sources(raw):
+    for source in find(raw, zips):
         report = ChatReport(source.label)
         reports.append(report)
-        try:
-            reason = _unusable(source)
-        except (OSError, zipfile.BadZipFile) as e:
-            _skip(report, e)
-            continue
+        reason = source.unusable()
         if reason:
             report.status, report.reason = "skipped", reason
         else:
@@ -415,27 +411,74 @@ def _check_sources(raw: Path) -> tuple[list[ChatReport], list[tuple[Source, Chat
     return reports, usable
 
 
+def _check_folders(raw: Path, out: Path) -> None:
+    """Refuse an output folder that overlaps the input (extract would write among, or over, the exports) or that
+    cannot be written, before any work."""
+    r, o = raw.resolve(), out.resolve()
+    if _within(o, r) or _within(r, o):
+        raise HiveError(f"the output folder {out} and the input folder {raw} overlap: extract never writes where your "
+                        f"exports are; pass an --output outside the input (default dataset/cleaned)")
+    if o.exists() and not o.is_dir():
+        raise HiveError(f"the output {out} is a file, not a folder; pass --output DIR (paths.cleaned)")
+    try:
+        o.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=o):
+            pass
+    except OSError as e:
+        raise HiveError(f"cannot write in the output folder {out} ({e.strerror}); pass --output DIR, a folder you "
+                        f"can write (paths.cleaned)") from None
+
+
+def _within(folder: Path, other: Path) -> bool:
+    """Whether `folder` is `other` or lies inside it, compared as the same folder on disk (links, bind mounts and
+    case-insensitive names included)."""
+    return other.exists() and any(p.exists() and os.path.samefile(p, other) for p in (folder, *folder.parents))
+
+
 def run(cfg: Config, progress: bool = True, jobs: Optional[int] = None) -> ExtractResult:
     """Extract every chat under paths.raw into paths.cleaned; see the module docstring. `jobs`: processes per large
     file (default: one per core, at most MAX_JOBS; always 1 where fork is missing)."""
-    from tqdm import tqdm
-
     raw, out = cfg.path("raw"), cfg.path("cleaned")
     if not raw.is_dir() or not any(p.is_file() and not p.name.startswith(".") for p in raw.rglob("*")):
         raise HiveError(f"no WhatsApp exports in {raw}: export a chat in WhatsApp (chat > More > Export chat) and "
                         f"put the .txt or .zip there (any sub-folder), or pass --input DIR")
-    x = cfg.extract
     if jobs is not None and jobs < 1:
         raise HiveError(f"--jobs {jobs}: give 1 or more processes per file")
-    jobs = _jobs(jobs)
-    reports, usable = _check_sources(raw)
+    _check_folders(raw, out)
+    removed = fileio.remove_stale_temps(out)
+    try:
+        with contextlib.ExitStack() as zips, fileio.sigterm_exits():
+            result = _extract(cfg, raw, out, _jobs(jobs), zips, progress)
+    except OSError as e:
+        raise HiveError(f"extract stopped: {e.strerror or e} ({e.filename}); check that {out} can be written and "
+                        f"has free space") from None
+    result.removed = removed
+    return result
+
+
+def _extract(cfg: Config, raw: Path, out: Path, jobs: int, zips: contextlib.ExitStack,
+             progress: bool) -> ExtractResult:
+    from tqdm import tqdm
+
+    x = cfg.extract
+    reports, usable = _check_sources(raw, zips)
+    detected: dict[str, whatsapp.Detected] = {}
+    for source, report in tqdm(usable, desc="extract: detecting", unit="file", disable=not progress):
+        try:
+            detected[report.source] = _detect(source, x.date_order, report)
+        except _UNREADABLE as e:
+            _skip(report, e)
+    usable = [(s, r) for s, r in usable if r.source in detected]
+    orders = whatsapp.DateOrders(detected, x.date_order)
+    formats = {r.source: orders.format(r.source) for _, r in usable}
 
     # Detecting "me" and pseudonyms need every chat's senders before the first line is written: one more read.
-    surveys: dict[str, tuple[whatsapp.Format, whatsapp.ParseStats]] = {}
+    surveys: dict[str, whatsapp.ParseStats] = {}
     if not x.me or x.pseudonymize:
         for source, report in tqdm(usable, desc="extract: reading", unit="file", disable=not progress):
             try:
-                surveys[report.source] = _survey(source, x.date_order, jobs)
+                formats[report.source], surveys[report.source] = _parse(
+                    functools.partial(_survey, source, jobs=jobs), formats[report.source], orders)
             except _UNREADABLE as e:
                 _skip(report, e)
         usable = [(s, r) for s, r in usable if r.source in surveys]
@@ -448,10 +491,10 @@ def run(cfg: Config, progress: bool = True, jobs: Optional[int] = None) -> Extra
     for source, report in usable:
         report.chat = _chat_name(source.title, source.label, used)
 
-    me = decide_me(x.me, [(r.chat, surveys[r.source][1]) for _, r in usable] if surveys else [])
+    me = decide_me(x.me, [(r.chat, surveys[r.source]) for _, r in usable] if surveys else [])
     pseudonyms = mapping_path = None
     if x.pseudonymize:
-        names = [n for _, stats in surveys.values() for n in [*stats.senders, *stats.attributed]]
+        names = [n for stats in surveys.values() for n in [*stats.senders, *stats.attributed]]
         pseudonyms = Pseudonyms(names, keep=me.names)
         mapping_path = privacy.write_mapping(pseudonyms, cfg.path("private"))
     me_set, redactor = {n.casefold() for n in me.names}, Redactor(x.redact)
@@ -461,17 +504,18 @@ def run(cfg: Config, progress: bool = True, jobs: Optional[int] = None) -> Extra
         report.chat = _chat_name(scrub(source.title), scrub(source.label), used)
     for source, report in tqdm(usable, desc="extract: writing", unit="file", disable=not progress):
         try:
-            fmt = surveys[report.source][0] if surveys else _format(source, x.date_order)
-            stats, report.my_messages = _write_chat(source, fmt, report.chat, out, me_set, redactor, pseudonyms,
-                                                    x.write_plain, jobs)
+            write = functools.partial(_write_chat, source, chat=report.chat, out=out, me=me_set, redactor=redactor,
+                                      pseudonyms=pseudonyms, plain=x.write_plain, jobs=jobs)
+            fmt = formats[report.source]
+            fmt, stats = (fmt, write(fmt)) if surveys else _parse(write, fmt, orders)
             report.output = f"{report.chat}.jsonl"
-            _report(report, fmt, stats)
+            _report(report, fmt, stats, me_set)
         except _UNREADABLE as e:
             _skip(report, e)
     summary = _write_summary(out, raw, me, reports, scrub)
     written = {r.output for r in reports if r.status == "ok"}
     stale = sorted(p.name for p in out.glob("*.jsonl") if p.name not in written)
-    result = ExtractResult(raw, out, me, reports, summary, stale, mapping_path)
+    result = ExtractResult(raw, out, me, reports, summary, stale, mapping_path=mapping_path)
     if not result.written:
         raise HiveError(f"no usable WhatsApp export in {raw}; see {summary}")
     if x.me and not any(r.my_messages for r in result.written):
@@ -486,8 +530,6 @@ def run(cfg: Config, progress: bool = True, jobs: Optional[int] = None) -> Extra
 def _write_summary(out: Path, raw: Path, me: Optional[MeDecision], reports: list[ChatReport],
                    scrub: Callable[[str], str]) -> Path:
     """_summary.json, scrubbed like the chats (it travels with them): file names, senders and evidence."""
-    import json
-
     path = out / SUMMARY_NAME
     data = privacy.scrub_json({"input": str(raw), "output": str(out), "me": asdict(me) if me else None,
                                "files": [asdict(r) for r in reports]}, scrub)
@@ -501,9 +543,8 @@ def table(result: ExtractResult) -> str:
     rows = [("file", "format", "order", "messages", "mine", "senders", "note")]
     for r in result.chats:
         if r.status == "ok":
-            note = "" if "GUESSED" not in (r.date_order_reason or "") else "date order guessed"
             rows.append((r.source, r.format, r.date_order, f"{r.messages:,}", f"{r.my_messages:,}",
-                         str(len(r.senders)), note))
+                         str(len(r.senders)), "; ".join(r.notes)))
         else:
             rows.append((r.source, "-", "-", "-", "-", "-", f"skipped: {r.reason}"))
     widths = [min(max(len(row[i]) for row in rows), 48) for i in range(len(rows[0]) - 1)]

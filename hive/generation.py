@@ -8,7 +8,8 @@
 - sampling follows the `generation` settings; temperature 0 means greedy.
 """
 
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 from hive import conversations, templates
 from hive.errors import HiveError

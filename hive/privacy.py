@@ -14,9 +14,10 @@ import bisect
 import json
 import os
 import re
+from collections.abc import Callable, Iterable, Iterator
 from itertools import accumulate
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Optional
 
 PLACEHOLDERS = {"url": "<URL>", "email": "<EMAIL>", "phone": "<PHONE>", "iban": "<IBAN>", "card": "<CARD>"}
 KINDS = tuple(PLACEHOLDERS)

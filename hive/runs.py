@@ -23,7 +23,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, ClassVar, Optional, Union
 
 from hive import fileio, paths
 from hive.errors import HiveError, missing_input
@@ -82,6 +82,20 @@ def _save(record, path: Path) -> None:
         f.write("\n")
 
 
+class _Record:
+    """A record that lives in a file of a run or export folder, written by one stage."""
+
+    FILE: ClassVar[str]
+    STAGE: ClassVar[str]
+
+    def save(self, folder: Path) -> None:
+        _save(self, folder / self.FILE)
+
+    @classmethod
+    def load(cls, folder: Path):
+        return _load(cls, folder / cls.FILE, cls.STAGE)
+
+
 @dataclass
 class DataFile:
     """A training or validation file as a run saw it."""
@@ -94,8 +108,11 @@ class DataFile:
 
 
 @dataclass
-class RunRecord:
+class RunRecord(_Record):
     """run.json: what train.py trained, on what, how, and how it went."""
+
+    FILE: ClassVar[str] = RUN_FILE
+    STAGE: ClassVar[str] = "train.py"
 
     base_model: str  # as configured: hub id, folder, .gguf or a bundled name
     max_seq_length: int
@@ -127,13 +144,6 @@ class RunRecord:
     interrupted: bool = False
     final_model: Optional[str] = None
 
-    def save(self, folder: Path) -> None:
-        _save(self, folder / RUN_FILE)
-
-    @classmethod
-    def load(cls, folder: Path) -> "RunRecord":
-        return _load(cls, folder / RUN_FILE, "train.py")
-
 
 @dataclass
 class Example:
@@ -144,8 +154,11 @@ class Example:
 
 
 @dataclass
-class EvalRecord:
+class EvalRecord(_Record):
     """eval.json: evaluate.py's comparison of the fine-tune with its base model (export_model.py reads `improved`)."""
+
+    FILE: ClassVar[str] = EVAL_FILE
+    STAGE: ClassVar[str] = "evaluate.py"
 
     run: str
     data: str
@@ -169,13 +182,6 @@ class EvalRecord:
     auc: dict[str, Optional[float]] = field(default_factory=dict)  # "base" | "tuned" -> hive.style.indistinguishability
     ended: dict[str, list[bool]] = field(default_factory=dict)  # "base" | "tuned" -> per reply, in context order
 
-    def save(self, folder: Path) -> None:
-        _save(self, folder / EVAL_FILE)
-
-    @classmethod
-    def load(cls, folder: Path) -> "EvalRecord":
-        return _load(cls, folder / EVAL_FILE, "evaluate.py")
-
 
 @dataclass
 class Artifact:
@@ -187,8 +193,11 @@ class Artifact:
 
 
 @dataclass
-class ExportRecord:
+class ExportRecord(_Record):
     """export.json: what export_model.py built from which run, and how a client must run it."""
+
+    FILE: ClassVar[str] = EXPORT_FILE
+    STAGE: ClassVar[str] = "export_model.py"
 
     name: str
     run: str
@@ -200,13 +209,6 @@ class ExportRecord:
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     artifacts: list[Artifact] = field(default_factory=list)
-
-    def save(self, folder: Path) -> None:
-        _save(self, folder / EXPORT_FILE)
-
-    @classmethod
-    def load(cls, folder: Path) -> "ExportRecord":
-        return _load(cls, folder / EXPORT_FILE, "export_model.py")
 
 
 # ---------------------------------------------------------------- runs

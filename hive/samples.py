@@ -29,7 +29,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from hive import conversations, paths
+from hive import conversations, fileio, paths
 from hive.config import Config
 from hive.errors import HiveError, missing_input
 from hive.fileio import write_jsonl
@@ -247,7 +247,8 @@ def build(chats: list[Chat], cfg: Config, counter: TokenCounter) -> Result:
     c, drops, info = cfg.convert, Counter(), Counter()
     owner = owner_name(chats)
     if owner is None:
-        raise HiveError("no cleaned message is marked as yours (is_me); set extract.me to your name and run extract.py again")
+        raise HiveError("no cleaned message is marked as yours (is_me); set extract.me to your name "
+                        "and run extract.py again")
     system = c.system_prompt.replace("{me}", owner) if c.system_prompt else None
     head = [{"role": "system", "content": system}] if system else []
     fixed, per_turn = counter.overheads(system)
@@ -261,7 +262,8 @@ def build(chats: list[Chat], cfg: Config, counter: TokenCounter) -> Result:
         chosen = _fit(cand, budget, per_turn, max_turns, drops, info)
         if chosen is not None:
             units.append(cand.unit)
-            samples.append(head + [{"role": r, "content": t} for r, t in chosen] + [{"role": "assistant", "content": cand.reply}])
+            samples.append(head + [{"role": r, "content": t} for r, t in chosen]
+                           + [{"role": "assistant", "content": cand.reply}])
     units, samples, tokens = _confirm_lengths(units, samples, cfg.model.max_seq_length, counter, drops)
     if c.dedupe and c.mode == "reply":
         units, samples, tokens = _dedupe(units, samples, tokens, drops)
@@ -271,7 +273,8 @@ def build(chats: list[Chat], cfg: Config, counter: TokenCounter) -> Result:
     turns = [len(s) - len(head) for s in samples]
     summary = {
         "owner": owner, "chats": len(chats), "group chats": sum(ch.is_group for ch in chats),
-        "messages": sum(len(ch.messages) for ch in chats), "my messages": sum(m.is_me for ch in chats for m in ch.messages),
+        "messages": sum(len(ch.messages) for ch in chats),
+        "my messages": sum(m.is_me for ch in chats for m in ch.messages),
         **({"sessions": info.pop("sessions"), "turns": info.pop("turns")} if c.mode == "reply" else {}),
         f"{'sessions' if c.mode == 'reply' else 'chats'} with samples (train/validation)":
             f"{len(set(units)) - len(held_out):,}/{len(held_out):,}",
@@ -335,6 +338,7 @@ def convert(cfg: Config, chats: list[Chat], output: Path, counter: TokenCounter)
         reasons = ", ".join(f"{reason} {n:,}" for reason, n in result.drops.most_common()) or "no reply of mine"
         raise HiveError(f"no training sample could be built (dropped: {reasons}); {output} was left as it was. Check "
                         f"extract.me and model.max_seq_length, then run convert.py again")
+    fileio.remove_stale_temps(output.parent)  # a killed run's half-written samples hold chat text
     write_jsonl(output, result.train)
     write_jsonl(paths.validation_file(output), result.validation)
     return result

@@ -10,6 +10,8 @@
 import re
 import string
 
+from hive import bubbles
+
 WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 # The pictographic blocks plus dingbats/symbols and regional-indicator flags: what phones insert as emoji.
 EMOJI = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u3297\u3299]")
@@ -23,7 +25,7 @@ STYLE_METRICS = {  # key -> (label, how to read it)
     "emoji_share": ("has emoji", "share of replies with at least one emoji"),
     "question_share": ("asks a question", "share of replies containing '?'"),
     "vocab_overlap": ("my words", "share of words that also occur in my real replies to these contexts (1 for me)"),
-    "multiline_share": ("multi-line", "share of replies with a line break"),
+    "multiline_share": ("several messages", "share of replies that are a burst of messages (hive.bubbles: lines)"),
 }
 # Shares are compared in absolute terms (0.40 against 0.45), means and ratios relative to my value.
 SHARES = frozenset(k for k in STYLE_METRICS if k.endswith("_share") or k in ("lowercase_start", "vocab_overlap"))
@@ -58,7 +60,7 @@ def style_metrics(replies: list[str], vocabulary: set[str]) -> dict[str, float]:
         "emoji_share": sum(bool(EMOJI.search(r)) for r in replies) / n,
         "question_share": sum("?" in r for r in replies) / n,
         "vocab_overlap": sum(w in vocabulary for w in all_words) / max(len(all_words), 1),
-        "multiline_share": sum("\n" in r.strip() for r in replies) / n,
+        "multiline_share": sum(len(bubbles.split(r)) > 1 for r in replies) / n,
     }
 
 

@@ -18,7 +18,7 @@ SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|en
 def build_model_dir(target: Path, texts: list[str], shape: dict, vocab: int = 128256) -> Path:
     """A random-weight Llama of `shape` with a BPE tokenizer trained on `texts` and the Llama-3 chat template."""
     import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     from hive.templates import LLAMA3

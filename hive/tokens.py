@@ -7,7 +7,7 @@ a token or more each) are not undercounted; English runs at ~4 characters per to
 """
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from tqdm import tqdm
 
@@ -50,7 +50,8 @@ class TokenCounter:
         `desc` shows a progress bar."""
         if self.tokenizer is None:
             return [
-                ESTIMATE_FIXED_OVERHEAD + sum(ESTIMATE_TURN_OVERHEAD + n for n in self.count_texts([m["content"] for m in c]))
+                ESTIMATE_FIXED_OVERHEAD
+                + sum(ESTIMATE_TURN_OVERHEAD + n for n in self.count_texts([m["content"] for m in c]))
                 for c in conversations
             ]
         counts: list[int] = []

@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+import torch
 from transformers import TrainerCallback
 from trl import SFTTrainer
 
@@ -30,6 +31,13 @@ class HiveTrainer(SFTTrainer):
         super().__init__(*args, **kwargs)
         self.group_by_length, self.max_tokens_per_pass = group_by_length, max_tokens_per_pass
         self._staging: Path | None = None
+        if self.args.fp16:
+            # SFTTrainer casts the adapter of a 4-bit model to bf16 (the QLoRA recipe), but fp16 training (a T4: no
+            # bf16) unscales float32 gradients only; a bf16 one stops the first optimizer step ("not implemented for
+            # 'BFloat16'"). So the weights that train stay float32 there.
+            for param in self.model.parameters():
+                if param.requires_grad and param.dtype != torch.float32:
+                    param.data = param.data.float()
 
     def get_train_dataloader(self):
         if not self.group_by_length:

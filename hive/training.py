@@ -62,6 +62,18 @@ class Plan:
         return int(os.environ.get("RANK", "0")) == 0
 
 
+def _unsloth_starts(notices: list[str]) -> bool:
+    """Whether Unsloth imports here: it can be installed and still fail against the torch or CUDA build at hand. An
+    import that works is the one training uses (nothing has imported transformers yet)."""
+    try:
+        import unsloth  # noqa: F401
+    except Exception as e:  # Unsloth raises ImportError, RuntimeError or NotImplementedError on unusable setups
+        notices.append(f"Unsloth is installed but does not start here ({str(e).strip().splitlines()[0][:200]}); "
+                       f"training with transformers")
+        return False
+    return True
+
+
 def make_plan(cfg: Config) -> Plan:
     import torch
 
@@ -72,7 +84,7 @@ def make_plan(cfg: Config) -> Plan:
     notices = []
     backend = t.backend
     if backend == "auto":
-        backend = "unsloth" if cuda and has_unsloth else "transformers"
+        backend = "unsloth" if cuda and has_unsloth and _unsloth_starts(notices) else "transformers"
     elif backend == "unsloth" and not has_unsloth:
         raise HiveError(
             "training.backend is unsloth, but Unsloth is not installed: pip install -r requirements-gpu.txt "
@@ -84,7 +96,9 @@ def make_plan(cfg: Config) -> Plan:
     if cfg.model.load_in_4bit and not cuda:
         notices.append("no CUDA GPU: 4-bit loading (bitsandbytes) is off; the model trains in full precision (fp32)")
     if load_in_4bit and backend == "transformers" and not has_bnb:
-        raise HiveError("model.load_in_4bit needs bitsandbytes: pip install bitsandbytes, or --set model.load_in_4bit=false")
+        load_in_4bit = False
+        notices.append("bitsandbytes is not installed, so the model loads in 16-bit instead of 4-bit (about 3x the GPU "
+                       "memory): pip install bitsandbytes")
     if cuda:
         precision = models.cuda_half_precision()
     else:
@@ -170,7 +184,8 @@ def encode_file(tokenizer, path: Path, cfg: Config, limit: int | None = None, sh
         raise HiveError(f"no sample of {path} fits model.max_seq_length={cfg.model.max_seq_length}; raise it")
     lengths = [len(r["input_ids"]) for r in kept]
     if bucket_pad:
-        kept = [dict(zip(("input_ids", "labels"), batching.pad_to_bucket(r["input_ids"], r["labels"], tokenizer.pad_token_id)))
+        kept = [dict(zip(("input_ids", "labels"),
+                         batching.pad_to_bucket(r["input_ids"], r["labels"], tokenizer.pad_token_id)))
                 for r in kept]
     return EncodedData(
         dataset=Dataset.from_dict({"input_ids": [r["input_ids"] for r in kept], "labels": [r["labels"] for r in kept]}),
@@ -242,12 +257,6 @@ def load(cfg: Config, plan: Plan):
             r=lora.r, lora_alpha=lora.lora_alpha, lora_dropout=lora.lora_dropout,
             target_modules=lora.target_modules, bias=lora.bias, task_type="CAUSAL_LM",
         ))
-        if plan.precision == "fp16":
-            # fp16 training unscales float32 gradients only: a trainable weight that loading left in bf16 (a bf16
-            # checkpoint on a T4) stops the first optimizer step ("not implemented for 'BFloat16'").
-            for param in model.parameters():
-                if param.requires_grad and param.dtype != torch.float32:
-                    param.data = param.data.float()
     # A KV cache would make transformers ignore the per-sample boundaries of padding-free rows.
     model.config.use_cache = False
     choice = templates.apply(tokenizer, cfg.model.chat_template)
@@ -447,18 +456,19 @@ def start(cfg: Config, resume: str | None) -> Session:
     session = Session(plan, train_file, val_file, run_dir, checkpoint, created)
     say, t = session.say, cfg.training
     if plan.is_main and run_dir.exists():
-        gone = runs.remove_incomplete(run_dir)
+        gone = runs.remove_incomplete(run_dir) + [p.name for p in fileio.remove_stale_temps(run_dir)]
         if gone:
             say(f"notice: removed what an interrupted save left behind: {', '.join(gone)}")
     effective = t.per_device_train_batch_size * t.gradient_accumulation_steps * plan.world_size
     say(f"train: backend {plan.backend} on {plan.device}"
         f"{f' x {plan.world_size} processes' if plan.world_size > 1 else ''}, {plan.precision}"
         f"{', 4-bit' if plan.load_in_4bit else ''}, optimizer {plan.optim}, "
-        f"{'padding-free' if plan.padding_free else 'padded'} batches{', grouped by length' if t.group_by_length else ''}")
+        f"{'padding-free' if plan.padding_free else 'padded'} batches"
+        f"{', grouped by length' if t.group_by_length else ''}")
     limit = f", at most {t.max_tokens_per_pass:,} tokens per pass" if t.max_tokens_per_pass > 0 else ""
-    say(f"train: effective batch {'up to ' if limit and t.group_by_length else ''}{effective} samples per optimizer step "
-        f"({t.per_device_train_batch_size} x {t.gradient_accumulation_steps} accumulation x {plan.world_size} GPU(s)"
-        f"{limit})")
+    say(f"train: effective batch {'up to ' if limit and t.group_by_length else ''}{effective} "
+        f"samples per optimizer step ({t.per_device_train_batch_size} x {t.gradient_accumulation_steps} accumulation "
+        f"x {plan.world_size} GPU(s){limit})")
     for notice in plan.notices:
         say(f"notice: {notice}")
     say(f"train: {'resuming ' + str(checkpoint) if checkpoint else 'writing ' + str(run_dir)}", flush=True)

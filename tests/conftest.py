@@ -1,9 +1,11 @@
 """Shared fixtures. Every test runs in its own project root (HIVE_HOME = a temporary folder), so no test reads or
 writes the real dataset/, outputs/ or exports/."""
 
+import io
 import os
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -74,7 +76,7 @@ def fake_run(project):
 
 
 @pytest.fixture(scope="session")
-def make_run(smollm2_dir):
+def make_run():
     """A factory of run folders as train.py writes them, on the bundled model, with a LoRA adapter whose B matrices
     are random with standard deviation `std` (the model changes but still ends its replies); std 0 leaves the adapter
     an exact no-op."""
@@ -83,7 +85,9 @@ def make_run(smollm2_dir):
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        base_dir = base_dir or smollm2_dir
+        from hive.models import hf_location
+
+        base_dir = base_dir or hf_location("smollm2-135m")
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
         targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -96,3 +100,39 @@ def make_run(smollm2_dir):
         AutoTokenizer.from_pretrained(base_dir).save_pretrained(folder / "final_model")
         return _record(folder, **fields)
     return make
+
+
+class Parsed(NamedTuple):
+    format: object      # hive.whatsapp.Format
+    messages: list
+    stats: object       # hive.whatsapp.ParseStats
+
+
+def parse_export(data: "bytes | str", date_order: str = "auto") -> Parsed:
+    """One export parsed the way extract reads a file: decoded (open_text), detected, its date order decided
+    (DateOrders, alone in its run), streamed (iter_messages), and parsed again when a second header format shows."""
+    from hive import whatsapp
+
+    data = data.encode() if isinstance(data, str) else data
+    orders = whatsapp.DateOrders({"export": whatsapp.detect(whatsapp.open_text(io.BytesIO(data)), date_order)},
+                                 date_order)
+    parsed = _parse_with(data, orders.format("export"))
+    more = orders.with_other_formats(parsed.format, parsed.stats)
+    return _parse_with(data, more) if more else parsed
+
+
+def _parse_with(data: bytes, fmt) -> Parsed:
+    from hive import whatsapp
+
+    stats = whatsapp.ParseStats()
+    return Parsed(fmt, list(whatsapp.iter_messages(whatsapp.open_text(io.BytesIO(data)), fmt, stats)), stats)
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf(smollm2_dir, tmp_path_factory) -> Path:
+    """The bundled model as an f16 GGUF (converted once per session)."""
+    from hive.export import convert_to_gguf
+
+    gguf = tmp_path_factory.mktemp("gguf") / "smollm2-f16.gguf"
+    convert_to_gguf(smollm2_dir, gguf, "f16")
+    return gguf

@@ -114,11 +114,8 @@ def test_prompt_answers_from_an_adapter_run(make_run, project, capsys):
 
 @pytest.mark.slow
 @pytest.mark.llama_cpp
-def test_prompt_answers_from_a_gguf(smollm2_dir, project, capsys):
-    from hive.export import convert_to_gguf
-
-    gguf = project / "smollm2-f16.gguf"
-    convert_to_gguf(smollm2_dir, gguf, "f16")
-    assert chat_script.main([str(gguf), "--prompt", "What is the capital of France?", "--temperature", "0"]) == 0
+def test_prompt_answers_from_a_gguf(smollm2_gguf, project, capsys):
+    argv = [str(smollm2_gguf), "--prompt", "What is the capital of France?", "--temperature", "0"]
+    assert chat_script.main(argv) == 0
     reply = capsys.readouterr().out.split("tokens\n", 1)[1].strip()
     assert "Paris" in reply

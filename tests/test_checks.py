@@ -135,7 +135,8 @@ def test_validate_counts_tokens_with_a_tokenizer(copy, smollm2_dir, capsys):
     path = copy("good.jsonl")
     assert validate_dataset.main(["--input", str(path), "--tokenizer", smollm2_dir]) == 0
     assert "tokens per sample     mean" in capsys.readouterr().out
-    assert validate_dataset.main(["--input", str(path), "--tokenizer", smollm2_dir, "--set", "model.max_seq_length=30"]) == 1
+    argv = ["--input", str(path), "--tokenizer", smollm2_dir, "--set", "model.max_seq_length=30"]
+    assert validate_dataset.main(argv) == 1
     assert "too long" in capsys.readouterr().out
 
 

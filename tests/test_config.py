@@ -66,7 +66,8 @@ def test_values_out_of_range_are_listed_together_before_any_work(tmp_path):
     file = tmp_path / "c.yaml"
     file.write_text("training:\n  learning_rate: -1\n  max_steps: 0\nmodel:\n  max_seq_length: 0\n")
     with pytest.raises(ConfigError) as e:
-        load_config(file, {"generation.top_p": 1.5, "convert.validation_fraction": 0.9, "training.max_tokens_per_pass": 0})
+        load_config(file, {"generation.top_p": 1.5, "convert.validation_fraction": 0.9,
+                           "training.max_tokens_per_pass": 0})
     assert e.value.problems == [
         "training.learning_rate: must be > 0 and <= 1, got -1.0",
         "training.max_steps: must be >= 1 (or -1), got 0",
@@ -91,7 +92,8 @@ def test_every_shipped_default_is_in_range():
 def test_invalid_yaml_names_the_line_and_column(tmp_path):
     file = tmp_path / "c.yaml"
     file.write_text("training:\n  seed: 1\n  learning_rate: [1e-4\nlora:\n  r: 8\n")
-    with pytest.raises(HiveError, match=rf"{re.escape(str(file))}:4:5: not valid YAML \(expected .,. or .\]., .*\); fix that line"):
+    with pytest.raises(HiveError, match=rf"{re.escape(str(file))}:4:5: not valid YAML "
+                                        r"\(expected .,. or .\]., .*\); fix that line"):
         load_config(file)
 
 
@@ -103,17 +105,22 @@ def test_settings_from_the_command_line_are_known_as_such(tmp_path):
     assert "command_line" not in cfg.to_dict() and set(cfg.to_dict()) == set(SECTIONS)
 
 
-@pytest.mark.parametrize("script, argv", [
-    ("train", ["--set", "training.learning_rate=-1"]),
-    ("convert", ["--set", "model.max_seq_length=0"]),
+@pytest.mark.parametrize("script, argv, slow_work", [
+    ("train", ["--set", "training.learning_rate=-1"], "training.train"),
+    ("convert", ["--set", "model.max_seq_length=0"], "load_counter"),
 ])
-def test_a_stage_stops_on_a_bad_value_before_loading_anything(project, script, argv, capsys):
+def test_a_stage_stops_on_a_bad_value_before_loading_anything(project, script, argv, slow_work, capsys, monkeypatch):
     import importlib
-    import sys
 
     from hive.cli import run
 
-    assert run(lambda: importlib.import_module(script).main(argv)) == 1
+    module = importlib.import_module(script)
+
+    def never(*args, **kwargs):
+        raise AssertionError(f"{slow_work} ran before the configuration was checked")
+
+    target = importlib.import_module("hive.training") if slow_work == "training.train" else module
+    monkeypatch.setattr(target, slow_work.split(".")[-1], never)
+    assert run(lambda: module.main(argv)) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: 1 problem(s) in configuration:") and "must be" in err
-    assert "transformers" not in sys.modules or script != "convert"

@@ -1,4 +1,4 @@
-"""convert.py end to end in a temporary project: files, paths, determinism, errors; with the bundled tokenizer (slow)."""
+"""convert.py end to end in a temporary project: files, paths, determinism, errors; the bundled tokenizer (slow)."""
 
 import json
 import shutil
@@ -25,7 +25,8 @@ def test_writes_training_and_validation_files(project, cleaned, capsys):
     assert train and val and len(train) + len(val) == 7
     out = capsys.readouterr().out
     assert out.startswith("convert: settings\n  convert.mode: 'reply'")
-    assert "tokens counted with: estimate" in out and "dropped: duplicate" in out and "next: python validate_dataset.py" in out
+    assert "tokens counted with: estimate" in out and "dropped: duplicate" in out
+    assert "next: python validate_dataset.py" in out
     assert validate_dataset.main(["--tokenizer", "estimate", "--input", str(final / "personality.jsonl")]) == 0
 
 
@@ -33,17 +34,20 @@ def test_same_input_same_bytes(project, cleaned, tmp_path):
     outputs = []
     for name in ("a", "b"):
         target = tmp_path / name / "p.jsonl"
-        assert convert.main(["--tokenizer", "estimate", "--output", str(target), "--set", "convert.validation_fraction=0.5"]) == 0
+        argv = ["--tokenizer", "estimate", "--output", str(target), "--set", "convert.validation_fraction=0.5"]
+        assert convert.main(argv) == 0
         outputs.append((target.read_bytes(), (tmp_path / name / "p.val.jsonl").read_bytes()))
     assert outputs[0] == outputs[1]
 
 
 def test_input_output_flags_and_sliding(project, tmp_path):
     target = tmp_path / "out" / "s.jsonl"
-    args = ["--tokenizer", "estimate", "--input", str(FIXTURES / "cleaned"), "--output", str(target), "--mode", "sliding"]
+    args = ["--tokenizer", "estimate", "--input", str(FIXTURES / "cleaned"), "--output", str(target),
+            "--mode", "sliding"]
     assert convert.main(args + ["--set", "convert.validation_fraction=0"]) == 0
     first = json.loads(target.read_text(encoding="utf-8").splitlines()[0])
-    assert first == {"messages": [{"role": "user", "content": "yeah what's up"}, {"role": "assistant", "content": "tell me"}]}
+    assert first == {"messages": [{"role": "user", "content": "yeah what's up"},
+                                  {"role": "assistant", "content": "tell me"}]}
     assert '"cat fed 🐱"' in target.read_text(encoding="utf-8")  # UTF-8 kept readable, not \u escapes
     assert (tmp_path / "out" / "s.val.jsonl").read_text() == ""
 

@@ -2,8 +2,10 @@
 pipeline runs end to end on the bundled model in --quick mode, as `make demo` runs it with more steps."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -54,4 +56,10 @@ def test_quick_demo_runs_every_stage(tmp_path):
     assert {"base_nll", "tuned_nll", "improved"} <= set(result)
     assert list((workspace / "exports" / "demo").glob("*.gguf"))
     reply = proc.stdout.split("  reply")[1].splitlines()[0].strip()
-    assert reply
+    assert reply and not reply.startswith("clone>")
+    command = proc.stdout.split("\nnext: ")[1].splitlines()[0]  # typed as printed, in the shell make demo ran in
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    chat = subprocess.run(["bash", "-c", f"{command} --prompt 'you free tonight?'"], cwd=REPO, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "PATH": path})
+    assert chat.returncode == 0, chat.stdout[-2000:] + chat.stderr[-2000:]
+    assert any(line.startswith("clone> ") for line in chat.stdout.splitlines())

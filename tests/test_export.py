@@ -47,7 +47,8 @@ def test_missing_or_wrong_input_names_train_py(project, fake_run):
     with pytest.raises(HiveError, match="run.json is missing.*train.py"):
         export_model.main(["--input", "outputs/half"])
     (fake_run("old") / "run.json").write_text('{"base_model": "smollm2-135m"}')
-    with pytest.raises(HiveError, match=r"run.json is incomplete or from an older Hive \(run.json.max_seq_length.*train.py"):
+    with pytest.raises(HiveError,
+                       match=r"run.json is incomplete or from an older Hive \(run.json.max_seq_length.*train.py"):
         export_model.main(["--input", "old"])
 
 
@@ -124,7 +125,8 @@ def exported(make_run, tmp_path_factory):
 @pytest.mark.slow
 def test_every_format_is_written_and_checked(exported):
     rows = {a["format"]: a for a in exported.info["artifacts"]}
-    expected = {"lora", "merged_16bit", "lora_gguf adapter", "lora_gguf base f16", *(f"gguf {q}" for q in exported.quants)}
+    expected = {"lora", "merged_16bit", "lora_gguf adapter", "lora_gguf base f16",
+                *(f"gguf {q}" for q in exported.quants)}
     assert set(rows) == expected
     for fmt, row in rows.items():
         assert row["bytes"] > 0 and (exported.folder / row["file"]).exists(), fmt
@@ -155,10 +157,11 @@ def test_modelfile_matches_the_trained_template(exported):
     tok = AutoTokenizer.from_pretrained(exported.folder / "lora")
     for messages in (
         [{"role": "user", "content": "hey"}],
-        [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "u1"}, {"role": "assistant", "content": "a\nb"},
-         {"role": "user", "content": "u2 😂"}],
+        [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "u1"},
+         {"role": "assistant", "content": "a\nb"}, {"role": "user", "content": "u2 😂"}],
     ):
-        assert render(template, messages) == tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        want = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        assert render(template, messages) == want
     adapter = (exported.folder / "Modelfile.adapter").read_text().splitlines()
     assert adapter[:2] == ["FROM ./sam-base-f16.gguf", "ADAPTER ./sam-lora-f16.gguf"]
 
@@ -173,13 +176,16 @@ def test_lora_gguf_on_the_base_computes_what_the_merged_gguf_computes(exported):
     gen = load_config().generation
 
     def logits(gguf: str, lora: str | None = None):
-        clone = chat.llama_cpp_clone(exported.folder / gguf, gen, 512, SYSTEM, lora=exported.folder / lora if lora else None)
+        clone = chat.llama_cpp_clone(exported.folder / gguf, gen, 512, SYSTEM,
+                                     lora=exported.folder / lora if lora else None)
         ids = clone.backend.prompt_ids(clone.messages([{"role": "user", "content": "are we still on for tonight?"}])[0])
         llm = clone.backend.llm
         llm.eval(ids)
         return np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),)).copy()
 
-    merged, adapted, base = logits("sam-f16.gguf"), logits("sam-base-f16.gguf", "sam-lora-f16.gguf"), logits("sam-base-f16.gguf")
+    merged = logits("sam-f16.gguf")
+    adapted = logits("sam-base-f16.gguf", "sam-lora-f16.gguf")
+    base = logits("sam-base-f16.gguf")
     assert np.abs(base - merged).max() > 0.5
     assert np.abs(adapted - merged).max() < 0.1 * np.abs(base - merged).max()
     assert adapted.argmax() == merged.argmax()
@@ -229,3 +235,37 @@ def test_merged_4bit_on_cuda(tmp_path, make_run):
     assert any("4bit" in type(m).__name__ for m in model.modules())
     out = model.generate(torch.tensor([[1, 2, 3]], device="cuda"), max_new_tokens=4, do_sample=False)
     assert out.shape[1] > 3
+
+
+def test_a_killed_export_leaves_nothing_the_next_one_keeps(project, fake_run):
+    """kill -9 during an export leaves its build folder (merged weights, GGUFs: gigabytes); the next export removes it,
+    but never the build folder of an export still running."""
+    import subprocess
+    import sys
+
+    from hive import fileio
+
+    exports = project / "exports"
+    exports.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    killed = exports / f".clone.hive-{int(dead.stdout)}-abc123.tmp"
+    (killed / "merged").mkdir(parents=True)
+    (killed / "merged" / "model.safetensors").write_bytes(b"weights")
+    running = fileio.temp_dir(exports, "other")
+    run = runs.load_run(fake_run(), project / "outputs")
+    export.export_run(run, load_config(None, {"export.verify": False}), "clone", ["lora"], ["q4_k_m"])
+    assert sorted(p.name for p in exports.iterdir()) == sorted(["clone", running.name])
+
+
+def test_an_export_that_cannot_fit_the_disk_stops_before_any_work(project, fake_run, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from hive import models
+
+    monkeypatch.setattr(models, "parameter_count", lambda name: 3_212_749_824)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: namedtuple("U", "total used free")(10**12, 0, 5 * 10**9))
+    run = runs.load_run(fake_run(), project / "outputs")
+    with pytest.raises(HiveError, match=r"needs about 19\.\d GB of space in .*exports.*5\.0 GB are free.*--format"):
+        export.export_run(run, load_config(), "clone", ["merged_16bit"], ["q8_0"])
+    assert not [p for p in (project / "exports").iterdir()]

@@ -84,19 +84,19 @@ def test_zips_of_the_same_base_name_do_not_collide_and_bad_files_are_skipped(raw
     assert extract.main(["--me", "Sam", "--me", "Alice"]) == 0
     cleaned = project / "dataset" / "cleaned"
     assert sorted(p.name for p in cleaned.glob("*.jsonl")) == [
-        "WhatsApp Chat - Hiking Club.jsonl", "chat (b).jsonl", "chat.jsonl",
+        "WhatsApp Chat - Hiking Club.jsonl", "chat (b).jsonl", "chat.jsonl", "latin1.jsonl",
         "old_WhatsApp Chat - Hiking Club.jsonl", "utf16_bom.jsonl"]
     reasons = {f["source"]: f["reason"] for f in summary(project)["files"] if f["status"] == "skipped"}
     assert reasons == {
         "binary.txt": "binary file (contains NUL bytes)", "broken.zip": reasons["broken.zip"],
-        "empty.txt": "empty file", "latin1.txt": "not UTF-8 or UTF-16 text (a WhatsApp export is UTF-8)",
-        "not_an_export.txt": reasons["not_an_export.txt"]}
+        "empty.txt": "empty file", "not_an_export.txt": reasons["not_an_export.txt"]}
     assert reasons["broken.zip"].startswith("broken zip") and "no WhatsApp message header" in reasons[
         "not_an_export.txt"]
     assert "skipped: empty file" in capsys.readouterr().out
     ios = rows(project, "WhatsApp Chat - Hiking Club")
     assert [r["text"] for r in ios if r["is_me"]] == ["You deleted this message.", "see you at the top", "two\nlines"]
     assert rows(project, "utf16_bom")[0]["is_me"] is True                   # Alice
+    assert rows(project, "latin1")[0]["sender"] == "Zoë"                   # Latin-1 reads as Windows-1252
 
 
 def test_me_detected_from_iphone_one_to_one_chat(raw, project):
@@ -210,3 +210,53 @@ def test_library_run_returns_a_result(raw, project):
     assert [c.chat for c in result.written] == ["android_nl"]
     assert result.written[0].kinds == {"media": 1, "deleted": 2, "location": 1, "call": 1}
     assert result.written[0].my_messages == 2 and result.me.reason == "configured (extract.me)"
+
+
+def test_ambiguous_dates_take_the_order_that_one_file_of_the_same_format_proves(raw, project, capsys):
+    """One phone's exports: only the chat with Priya holds a day > 12; the short chats say nothing themselves."""
+    (raw / "WhatsApp Chat with Priya.txt").write_text("02/03/2024, 10:00 - Priya: hi\n24/03/2024, 10:05 - Sam: ok\n")
+    for name in ("Omar", "Lena", "Ravi"):
+        (raw / f"WhatsApp Chat with {name}.txt").write_text(f"03/04/2024, 09:00 - {name}: hey\n"
+                                                          f"03/04/2024, 09:01 - Sam: yo\n")
+    (raw / "_chat.txt").write_text("[03/04/2024, 09:00:00] Maya: an iPhone export: another format\n"
+                                   "[03/04/2024, 09:00:01] Sam: x\n")
+    assert extract.main(["--me", "Sam"]) == 0
+    files = {f["source"]: (f["date_order"], f["date_order_reason"]) for f in summary(project)["files"]}
+    decided = ("DMY", "decided by file WhatsApp Chat with Priya.txt (day > 12 in 24/03/2024)")
+    assert files == {"WhatsApp Chat with Priya.txt": ("DMY", "day > 12 in 24/03/2024"),
+                     "WhatsApp Chat with Omar.txt": decided, "WhatsApp Chat with Lena.txt": decided,
+                     "WhatsApp Chat with Ravi.txt": decided,
+                     "_chat.txt": ("DMY", "GUESSED: no date decides it; set extract.date_order (DMY or MDY) if wrong")}
+    assert rows(project, "WhatsApp Chat with Omar")[0]["timestamp"] == "2024-04-03T09:00"
+    printed = capsys.readouterr().out
+    assert "date order DMY: decided by file WhatsApp Chat with Priya.txt (day > 12 in 24/03/2024)" in printed
+    assert "date order DMY: GUESSED" in printed
+    assert extract.main(["--me", "Sam", "--set", "extract.date_order=MDY"]) == 0
+    assert rows(project, "WhatsApp Chat with Omar")[0]["timestamp"] == "2024-03-04T09:00"
+
+
+def test_media_with_captions_or_document_names_are_never_training_targets(raw, project):
+    import convert
+    from hive.fileio import read_jsonl
+
+    (raw / "WhatsApp Chat with Priya.txt").write_text(
+        "14/03/2024, 10:00 - Priya: what did you send?\n"
+        "14/03/2024, 10:01 - Sam: <Media omitted>\nReport.pdf\n"
+        "14/03/2024, 10:02 - Priya: and the photo?\n"
+        "14/03/2024, 10:03 - Sam: IMG-20240314-WA0004.jpg (file attached)\nthe view from the top\n"
+        "14/03/2024, 10:04 - Priya: nice\n"
+        "14/03/2024, 10:05 - Sam: thanks, real text\n", encoding="utf-8")
+    (raw / "_chat.txt").write_text(
+        "[14/03/2024, 10:00:00] Priya: the report?\n"
+        "[14/03/2024, 10:01:00] Sam: Report.pdf • \u200e4 pages \u200e<attached: 00000008-Report.pdf>\n"
+        "[14/03/2024, 10:02:00] Priya: thanks\n"
+        "[14/03/2024, 10:03:00] Sam: you're welcome\n", encoding="utf-8")
+    assert extract.main(["--me", "Sam"]) == 0
+    mine = [(r["kind"], r["text"]) for chat in ("WhatsApp Chat with Priya", "chat") for r in rows(project, chat)
+            if r["is_me"]]
+    assert mine == [("media", "<Media omitted>\nReport.pdf"), ("media", "IMG-20240314-WA0004.jpg (file attached)\n"
+                    "the view from the top"), ("text", "thanks, real text"),
+                    ("media", "Report.pdf • 4 pages <attached: 00000008-Report.pdf>"), ("text", "you're welcome")]
+    assert convert.main(["--tokenizer", "estimate", "--set", "convert.validation_fraction=0"]) == 0
+    targets = [s["messages"][-1]["content"] for s in read_jsonl(project / "dataset" / "final" / "personality.jsonl")]
+    assert targets == ["thanks, real text", "you're welcome"]

@@ -1,7 +1,6 @@
 """One export read by several processes: the pieces are cut at message headers (whatsapp.message_starts) and the
 output and summary are byte for byte those of one process, whatever falls on a cut."""
 
-import io
 import json
 import random
 import tempfile
@@ -14,6 +13,7 @@ from hypothesis import strategies as st
 
 from hive import extraction, whatsapp
 from hive.config import load_config
+from tests.conftest import parse_export
 
 ME = "Sam"
 
@@ -82,7 +82,7 @@ def test_pieces_give_the_bytes_of_one_process(tmp_path, parallel, jobs, ambiguou
     raw.mkdir()
     (raw / "WhatsApp Chat with Priya.txt").write_text(chat_text(1500, jobs, ambiguous), encoding="utf-8")
     (raw / "small.txt").write_text("14/03/2024, 22:42 - Sam: hi\n14/03/2024, 22:43 - Omar: hey\n")
-    fmt = whatsapp.parse_export(chat_text(1500, jobs, ambiguous)).format
+    fmt = parse_export(chat_text(1500, jobs, ambiguous)).format
     with open(raw / "WhatsApp Chat with Priya.txt", "rb") as f:
         assert len(whatsapp.message_starts(f, fmt, jobs)) == jobs - 1        # really cut
     one = extract(raw, tmp_path / "one", 1, **settings)
@@ -106,7 +106,7 @@ def test_cuts_fall_on_headers_and_never_split_a_message(tmp_path):
     assert len(before) < len(text) // 2 < text.index("Fake")
     path = tmp_path / "c.txt"
     path.write_bytes(text.encode())
-    whole = whatsapp.parse_export(text)
+    whole = parse_export(text)
     assert whole.format.platform == "android"
     with open(path, "rb") as f:
         cuts = whatsapp.message_starts(f, whole.format, 2)
@@ -142,7 +142,7 @@ _LINE = st.tuples(
 def test_any_cut_export_parses_as_the_whole(start, lines, parts):
     data = (start + "14/03/2024, 22:41 - A: first\n" + "".join(lines)).encode()
     try:
-        whole = whatsapp.parse_export(whatsapp.open_text(io.BytesIO(data)).read())
+        whole = parse_export(data)
     except whatsapp.NotAnExport:    # NUL bytes
         return
     with tempfile.TemporaryDirectory() as folder:
@@ -158,25 +158,26 @@ def test_any_cut_export_parses_as_the_whole(start, lines, parts):
 
 def test_utf16_and_line_ends_without_newline_bytes_are_one_piece(tmp_path):
     text = "".join(f"14/03/2024, 22:{i:02d} - A: x\n" for i in range(50))
-    fmt = whatsapp.parse_export(text).format
+    fmt = parse_export(text).format
     for name, data in [("u16", text.encode("utf-16")), ("cr", text.replace("\n", "\r").encode())]:
         (tmp_path / name).write_bytes(data)
         with open(tmp_path / name, "rb") as f:
             assert whatsapp.message_starts(f, fmt, 4) == [], name
 
 
-def test_a_bad_byte_in_a_later_piece_skips_the_file_and_leaves_no_parts(tmp_path, parallel):
+def test_a_byte_that_is_not_utf8_in_a_later_piece_is_read_as_windows_1252(tmp_path, parallel):
     raw = tmp_path / "raw"
     raw.mkdir()
     data = chat_text(400).encode()
-    (raw / "bad.txt").write_bytes(data[: len(data) * 3 // 4] + b"\xff" + data[len(data) * 3 // 4:])
+    (raw / "legacy.txt").write_bytes(data[: len(data) * 3 // 4] + b"\xe9" + data[len(data) * 3 // 4:])
     (raw / "good.txt").write_bytes(data)
     for jobs, out in [(1, tmp_path / "one"), (4, tmp_path / "many")]:
-        result = extract(raw, out, jobs, **{"extract.me": [ME]})
-        assert [(r.source, r.status, r.reason) for r in result.skipped] == [
-            ("bad.txt", "skipped", "not UTF-8 or UTF-16 text (a WhatsApp export is UTF-8)")]
+        good, legacy = extract(raw, out, jobs, **{"extract.me": [ME]}).chats
+        assert (legacy.encoding, good.encoding) == ("windows-1252", "utf-8")
+        assert any(note.startswith("not UTF-8: 1 byte(s) read as Windows-1252") for note in legacy.notes)
     assert outputs(tmp_path / "many") == outputs(tmp_path / "one")
-    assert sorted(p.name for p in (tmp_path / "many").iterdir()) == ["_summary.json", "good.jsonl"]
+    assert "é" in (tmp_path / "one" / "legacy.jsonl").read_text(encoding="utf-8")
+    assert sorted(p.name for p in (tmp_path / "many").iterdir()) == ["_summary.json", "good.jsonl", "legacy.jsonl"]
 
 
 def test_small_files_and_zips_are_read_by_this_process(tmp_path, monkeypatch):

@@ -56,7 +56,8 @@ TOKENIZERS = {
     "zephyr": lambda: tiny_tokenizer(ZEPHYR, "</s>"),
 }
 
-words = st.text(st.characters(codec="utf-8", exclude_characters="\r"), min_size=1, max_size=20).map(str.strip).filter(bool)
+words = (st.text(st.characters(codec="utf-8", exclude_characters="\r"), min_size=1, max_size=20)
+         .map(str.strip).filter(bool))
 conversations = st.tuples(
     st.one_of(st.none(), words),
     st.lists(st.tuples(words, words), min_size=0, max_size=3),
@@ -90,7 +91,8 @@ def test_modelfile_system_applies_only_without_a_system_message():
     tok = TOKENIZERS["smollm2"]()
     template = go_template(derive_parts(tok))
     hi = [{"role": "user", "content": "hi"}]
-    assert render(template, hi, system="You are Sam.") == expected(tok, [{"role": "system", "content": "You are Sam."}, *hi])
+    sam = [{"role": "system", "content": "You are Sam."}, *hi]
+    assert render(template, hi, system="You are Sam.") == expected(tok, sam)
     assert "named SmolLM" in render(template, hi)  # the template's default system prompt, as in training
     own = [{"role": "system", "content": "Be brief."}, *hi]
     assert render(template, own, system="You are Sam.") == expected(tok, own)
@@ -120,7 +122,8 @@ def test_modelfile_text_has_template_system_parameters_and_stops():
     assert text.splitlines() == [
         "FROM ./m.gguf", 'TEMPLATE """T"""', 'SYSTEM """You are Sam."""',
         "PARAMETER temperature 0.7", "PARAMETER top_p 0.9", "PARAMETER top_k 50", "PARAMETER repeat_penalty 1.1",
-        "PARAMETER num_predict 128", "PARAMETER num_ctx 2048", 'PARAMETER stop "<|im_end|>"', 'PARAMETER stop "<|im_start|>"',
+        "PARAMETER num_predict 128", "PARAMETER num_ctx 2048",
+        'PARAMETER stop "<|im_end|>"', 'PARAMETER stop "<|im_start|>"',
     ]
     assert "SYSTEM" not in modelfile_text(["FROM ./m.gguf"], "T", [], None, gen, 2048)
     with pytest.raises(HiveError, match='"""'):

@@ -87,7 +87,8 @@ def test_sliding_mode_is_the_original_pairing():
     result = run("sliding")
     assert messages(result) == [
         conv((U, "yeah what's up"), (A, "tell me")), conv((U, "tell me"), (A, "sure, what time?")),
-        conv((U, "sure, what time?"), (A, "?")), conv((U, "?"), (A, "cat fed 🐱")), conv((U, "cat fed 🐱"), (A, "anytime")),
+        conv((U, "sure, what time?"), (A, "?")), conv((U, "?"), (A, "cat fed 🐱")),
+        conv((U, "cat fed 🐱"), (A, "anytime")),
         conv((U, "anytime"), (A, "anytime")), conv((U, "anytime"), (A, "lol")),
         conv((U, "count me in"), (A, "ugh early")), conv((U, "ugh early"), (A, "fine")),
     ]
@@ -98,7 +99,8 @@ def test_sliding_applies_the_original_text_filters():
     t = datetime(2024, 1, 1)
     texts = ["first", "https://example.com/x", "I deleted this message lol", "see www.example.com now", "<URL>", "last"]
     chat = Chat("c", [Message(t + timedelta(minutes=i), "Me", True, "text", x) for i, x in enumerate(texts)])
-    result = build([chat], load_config(None, {"convert.mode": "sliding", "convert.validation_fraction": 0.0}), TokenCounter())
+    cfg = load_config(None, {"convert.mode": "sliding", "convert.validation_fraction": 0.0})
+    result = build([chat], cfg, TokenCounter())
     assert messages(result) == [conv((U, "first"), (A, "see  now")), conv((U, "see  now"), (A, "last"))]
 
 
@@ -138,7 +140,8 @@ class NewlineHeavyTokenizer:
         return {"input_ids": [t.split() for t in texts]}
 
     def apply_chat_template(self, conversations, tokenize=False):
-        return [" ".join(f"<{m['role']}> {m['content'].replace(chr(10), ' <nl> ')} <end>" for m in c) for c in conversations]
+        return [" ".join(f"<{m['role']}> {m['content'].replace(chr(10), ' <nl> ')} <end>" for m in c)
+                for c in conversations]
 
 
 def test_exact_counts_confirm_every_sample():
@@ -154,7 +157,8 @@ def session_chat(sessions: int) -> Chat:
     t, rows = datetime(2024, 1, 1), []
     for s in range(sessions):
         for i in range(4):
-            rows.append(Message(t + timedelta(days=s, minutes=i), "Me" if i % 2 else "Bo", i % 2 == 1, "text", f"s{s} m{i}"))
+            rows.append(Message(t + timedelta(days=s, minutes=i), "Me" if i % 2 else "Bo", i % 2 == 1, "text",
+                                f"s{s} m{i}"))
     return Chat("many", rows)
 
 
@@ -167,7 +171,8 @@ def test_split_by_session_never_overlaps_and_is_seeded():
     assert len(held) == 6 and not train & held and len(train) == 14
     again = build([session_chat(20)], cfg, TokenCounter())
     assert again.validation == result.validation
-    other = build([session_chat(20)], load_config(None, {"convert.validation_fraction": 0.3, "convert.seed": 7}), TokenCounter())
+    other_cfg = load_config(None, {"convert.validation_fraction": 0.3, "convert.seed": 7})
+    other = build([session_chat(20)], other_cfg, TokenCounter())
     assert other.validation != result.validation
 
 
@@ -201,12 +206,14 @@ def test_validation_file_name_is_one_rule_for_convert_train_and_evaluate(project
     train.parent.mkdir()
     train.write_text("{}\n")
     paths.validation_file(train).write_text("{}\n")
-    assert training.data_files(load_config(None, {"paths.final": "data/train.json"})) == (train, paths.validation_file(train))
+    cfg = load_config(None, {"paths.final": "data/train.json"})
+    assert training.data_files(cfg) == (train, paths.validation_file(train))
 
 
 message_rows = st.lists(
     st.tuples(st.integers(0, 600), st.sampled_from(["Me", "Bo", "Cy", None]),
-              st.sampled_from(["text", "text", "edited", "media", "deleted", "system"]), st.text(min_size=0, max_size=30)),
+              st.sampled_from(["text", "text", "edited", "media", "deleted", "system"]),
+              st.text(min_size=0, max_size=30)),
     min_size=1, max_size=40,
 )
 

@@ -132,7 +132,8 @@ def test_a_failed_unsloth_run_continues_with_transformers_from_its_checkpoint(pr
     error = training.BackendFailed("RuntimeError: Triton kernel failed", run_dir)
     assert "--set training.backend=transformers" in str(error) and "--resume" in str(error)
     argv = ["train.py", "--max-steps", "9"]
-    assert training.fallback_argv(argv, error) == [*argv, "--set", "training.backend=transformers", "--run", str(run_dir)]
+    assert training.fallback_argv(argv, error) == [*argv, "--set", "training.backend=transformers",
+                                                   "--run", str(run_dir)]
     checkpoint(run_dir, 3)
     assert training.fallback_argv(argv, error)[-1] == "--resume"
     assert training.fallback_argv([*argv, "--resume"], error).count("--resume") == 1
@@ -148,15 +149,36 @@ def test_plan_without_cuda(monkeypatch):
     assert training.make_plan(cfg).padding_free
     assert any("4-bit" in n for n in plan.notices)
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "unsloth" else real_find_spec(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "unsloth" else real_find_spec(name, *a))
     cfg.training.backend = "unsloth"
     with pytest.raises(HiveError, match="Unsloth is not installed"):
         training.make_plan(cfg)
 
 
+def test_plan_on_a_gpu_where_unsloth_does_not_start_and_bitsandbytes_is_missing(monkeypatch):
+    """Kaggle after a failed install: Unsloth present but broken, no bitsandbytes. Training still runs, and says why."""
+    import torch
+
+    from hive import models
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(models, "cuda_half_precision", lambda: "fp16")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else
+                        object() if name == "unsloth" else real_find_spec(name, *a))
+    monkeypatch.setitem(sys.modules, "unsloth", None)  # import unsloth raises ImportError
+    plan = training.make_plan(load_config())
+    assert (plan.backend, plan.device, plan.precision, plan.load_in_4bit, plan.optim) == (
+        "transformers", "cuda", "fp16", False, "adamw_torch")
+    assert any(n.startswith("Unsloth is installed but does not start here") for n in plan.notices)
+    assert any("16-bit instead of 4-bit" in n for n in plan.notices)
+
+
 def test_importing_hive_does_not_import_transformers():
     # Unsloth has to be imported before transformers, peft and trl; hive modules leave that to the backend.
-    code = "import sys, train, hive.training, hive.templates, hive.models; print(sorted(m for m in ('transformers', 'peft', 'trl') if m in sys.modules))"
+    code = ("import sys, train, hive.training, hive.templates, hive.models; "
+            "print(sorted(m for m in ('transformers', 'peft', 'trl') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -357,8 +379,8 @@ def test_a_save_cut_off_midway_leaves_only_complete_checkpoints_and_resume_takes
     from hive.trainer import HiveTrainer
 
     write_samples(tmp_path / "data" / "personality.jsonl", 12)
-    sets = {"training.max_steps": 3, "training.save_steps": 1, "training.save_total_limit": 5, "model.load_in_4bit": False,
-            "training.run_name": "k"}
+    sets = {"training.max_steps": 3, "training.save_steps": 1, "training.save_total_limit": 5,
+            "model.load_in_4bit": False, "training.run_name": "k"}
     real = HiveTrainer._save_rng_state
 
     def killed_at_step_2(self, output_dir):
@@ -429,11 +451,11 @@ def tiny_llama(tmp_path_factory):
     return path
 
 
-def run_train(root, model, *args, **sets):
+def run_train(root, model, *args, env=None, **sets):
     settings = tiny_settings(root, model, **sets)
     argv = [a for k, v in settings.items() for a in ("--set", f"{k}={v}")]
     done = subprocess.run([sys.executable, str(REPO / "train.py"), *argv, *args], capture_output=True, text=True,
-                          cwd=root, timeout=600)
+                          cwd=root, timeout=600, env={**os.environ, **(env or {})})
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     return done.stdout + done.stderr
 
@@ -482,19 +504,24 @@ def test_passes_of_one_batch_give_the_same_step_as_the_whole_batch(tmp_path, tin
     assert [loss for _, loss in logs[48].losses] == pytest.approx([loss for _, loss in logs[0].losses], rel=1e-3)
 
 
+# a T4 as far as precision goes: bench/t4/sitecustomize.py makes torch report no bf16, so training runs in fp16
+T4 = {"EMULATE_T4": "1", "PYTHONPATH": os.pathsep.join([str(REPO / "bench" / "t4"), os.environ.get("PYTHONPATH", "")])}
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not CUDA, reason="needs CUDA")
-@pytest.mark.parametrize("backend", ["unsloth", "transformers"])
-def test_gpu_4bit_training(tmp_path, tiny_llama, backend):
+@pytest.mark.parametrize("backend, t4", [("unsloth", False), ("transformers", False), ("unsloth", True),
+                                         ("transformers", True)])
+def test_gpu_4bit_training(tmp_path, tiny_llama, backend, t4):
     if backend == "unsloth" and importlib.util.find_spec("unsloth") is None:
         pytest.skip("Unsloth is not installed")
     write_samples(tmp_path / "data" / "personality.jsonl", 32)
     write_samples(tmp_path / "data" / "personality.val.jsonl", 4)
-    out = run_train(tmp_path, tiny_llama, "--run", "g", **{"training.backend": backend, "training.max_steps": 4,
-                                                            "model.load_in_4bit": True})
+    out = run_train(tmp_path, tiny_llama, "--run", "g", env=T4 if t4 else None,
+                    **{"training.backend": backend, "training.max_steps": 4, "model.load_in_4bit": True})
     info = runs.load_run(tmp_path / "outputs" / "g", tmp_path / "outputs").record
     assert (info.backend, info.load_in_4bit, info.chat_template) == (backend, True, "chatml")
-    assert info.precision in ("bf16", "fp16") and info.steps == 4 and info.peak_gpu_gib > 0
+    assert info.precision == ("fp16" if t4 else "bf16") and info.steps == 4 and info.peak_gpu_gib > 0
     assert all(math.isfinite(loss) for _, loss in info.losses) and info.eval_loss is not None
     assert (tmp_path / "outputs" / "g" / "final_model" / "adapter_model.safetensors").is_file()
     assert "adamw_8bit" in out
