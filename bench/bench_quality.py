@@ -5,12 +5,14 @@ metric of generated replies, the stop rate and the indistinguishability AUC, for
 
     pip install chitchat-dataset
     python bench/chitchat_exports.py /tmp/chitchat/raw
-    python bench/bench_quality.py /tmp/chitchat/raw --defaults --jobs 4 --eval-samples 1000 --style-samples 500  # GPU
-    nice -n 10 python bench/bench_quality.py /tmp/chitchat/raw --steps 40 --batch 8 --max-seq-length 256  # CPU
-    python bench/bench_quality.py /tmp/chitchat/raw --defaults --compare modes,generation,training,data
+    python bench/bench_quality.py /tmp/chitchat/raw --defaults --compare modes,generation,training,context \
+        --jobs 6 --curve 100 --eval-samples 1000 --style-samples 500 --eval-batch 64            # one GPU
+    nice python bench/bench_quality.py /tmp/chitchat/raw --steps 60 --batch 8 --max-seq-length 128 \
+        --set training.learning_rate=1e-3 --eval-samples 100 --style-samples 40 --compare modes,generation   # CPU
 
 --defaults trains with training_config.yaml as shipped (full epochs, its batch, learning rate and lengths); only
-model.base_model (--model) and model.load_in_4bit=false (bitsandbytes is not needed for a 135M model) are set.
+model.base_model (--model), model.load_in_4bit=false (bitsandbytes is not needed for a 135M model) and
+training.gradient_checkpointing=false (it trades time for memory; the updates are the same) are set.
 Without it every run gets the same small fixed budget (--steps x --batch) for quick comparisons on a CPU.
 --me names the sender that is you in the exports. --compare picks the runs (several: comma-separated):
   modes       reply vs sliding samples (default)
