@@ -3,6 +3,7 @@
 #   make test    the test suite
 #   make lint    ruff check: pyflakes, pycodestyle, import order (settings in ruff.toml)
 #   make notebook  regenerate kaggle_training_notebook.ipynb (after editing the .py or any code it packs)
+#   make figures   rewrite the README's benchmark figures from bench/results/*.json (after a benchmark's --out)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -11,7 +12,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 # installed first so that nothing pulls a different build; on a CUDA box use e.g. `make test TORCH=torch`
 TORCH  ?= torch==2.13.0
 
-.PHONY: venv demo test lint notebook
+.PHONY: venv demo test lint notebook figures
 
 venv: $(VENV)/.installed
 
@@ -40,3 +41,6 @@ lint: venv
 
 notebook: venv
 	$(PY) -m hive.notebook
+
+figures: venv
+	$(PY) bench/readme_figures.py

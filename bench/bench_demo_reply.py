@@ -11,7 +11,8 @@ it over more seeds, with the one at seed 0.
 A variant NAME=KEY=VALUE[,KEY=VALUE...] trains outputs/bench-NAME with samples/demo_config.yaml plus those settings
 and exports it as the demo does (GGUF q4_k_m, to exports/bench-NAME/), once: delete both to redo it. A sampling
 setting NAME=KEY=VALUE[,...] changes `generation` for the replies. --models NAME=SOURCE adds any source chat.py takes
-(smollm2-135m: the bundled base GGUF). Baseline: the demo as configured.
+(smollm2-135m: the bundled base GGUF). Baseline: the demo as configured. --out FILE writes the table's rows as JSON
+(bench/record.py), with each row's resolved sampling settings.
 """
 
 import argparse
@@ -24,6 +25,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import record  # noqa: E402
 
 CONFIG = REPO / "samples" / "demo_config.yaml"
 OPENERS = ["hey! how was your weekend?", "hey, are you free tonight?", "what are you up to?",
@@ -95,7 +99,8 @@ def ask(source: Path, generation: dict, seeds: int, showcase_seeds: int) -> dict
     n = len(rows)
     return {"echo": sum(r[0] for r in rows) / n, "stop": sum(r[1] for r in rows) / n,
             "words": sum(r[2] for r in rows) / n, "showcase echoes": sum(is_echo(OPENERS[0], r) for r in showcase),
-            "showcase": showcase[0].replace("\n", " / ")}
+            "showcase": showcase[0].replace("\n", " / "), "showcase echo at seed 0": is_echo(OPENERS[0], showcase[0]),
+            "temperature": cfg.generation.temperature, "repetition_penalty": cfg.generation.repetition_penalty}
 
 
 def main(argv=None) -> int:
@@ -106,6 +111,7 @@ def main(argv=None) -> int:
     p.add_argument("--models", nargs="*", default=[], help="NAME=SOURCE: other models to ask (a run, a .gguf, ...)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per opener (default 3)")
     p.add_argument("--showcase-seeds", type=int, default=30, help="seeds for the showcase message (default 30)")
+    p.add_argument("--out", type=Path, help="write the table's rows as JSON here (bench/record.py)")
     args = p.parse_args(argv)
     workspace = args.workspace.resolve()
     os.environ["HIVE_HOME"] = str(workspace)
@@ -122,11 +128,16 @@ def main(argv=None) -> int:
     print(f"\n{len(OPENERS)} openers x {args.seeds} seeds; showcase {OPENERS[0]!r} x {args.showcase_seeds} seeds\n")
     print("| model | sampling | echo | stop | words | showcase echoes | showcase reply, seed 0 |")
     print("|---|---|---:|---:|---:|---:|---|")
+    rows = []
     for name, source in sources.items():
         for sampling, generation in samplings.items():
             r = ask(source, generation, args.seeds, args.showcase_seeds)
             print(f"| {name} | {sampling} | {r['echo']:.0%} | {r['stop']:.0%} | {r['words']:.1f} | "
                   f"{r['showcase echoes']}/{args.showcase_seeds} | {r['showcase']} |", flush=True)
+            rows.append({"model": name, "sampling": sampling, **r})
+            if args.out:
+                record.write(args.out, rows, argv, openers=len(OPENERS), seeds=args.seeds,
+                             showcase_seeds=args.showcase_seeds)
     return 0
 
 

@@ -8,6 +8,7 @@ against itself at another git revision (--baseline) on that export, on a zip of 
     python bench/bench_extract.py --baseline main --skip-whatstk    # also Hive as of git revision main
     python bench/bench_extract.py --zip-members 5000 --baseline main # one zip of 5,000 chats instead (chats/s)
     python bench/bench_extract.py --long-line-mb 400 --baseline main # one 400 MB line instead (peak memory)
+    python bench/bench_extract.py --out extract.json                 # also the table's rows as JSON
 
 Each tool runs in its own process under /usr/bin/time, so the figures are that tool's alone (Python start-up and
 imports included). Hive runs the real stage: `extract.py --input DIR --output DIR --me NAME [--jobs N]` (parse,
@@ -20,7 +21,6 @@ extract.py of a git revision (`git archive REV`) the same way; the peers only re
 
 import argparse
 import contextlib
-import json
 import os
 import statistics
 import subprocess
@@ -32,6 +32,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
+
+import record  # noqa: E402
 
 WHATSTK = """
 import sys, whatstk
@@ -125,7 +127,7 @@ def zip_input(members: int) -> Path:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-            for i, (chat_id, messages) in zip(range(members), iter_chats(None)):
+            for _, (chat_id, messages) in zip(range(members), iter_chats(None)):
                 zf.writestr(f"WhatsApp Chat {chat_id[:8]}.txt", "".join(android_lines(messages, None)))
     return path
 
@@ -162,6 +164,7 @@ def main(argv=None) -> int:
     p.add_argument("--baseline", metavar="REV", help="also run extract.py of this git revision (e.g. main)")
     p.add_argument("--zip-members", type=int, metavar="N", help="instead: one zip of N chitchat chats")
     p.add_argument("--long-line-mb", type=int, metavar="MB", help="instead: an export with one line of MB megabytes")
+    p.add_argument("--out", type=Path, help="write the table's rows as JSON here (bench/record.py)")
     args = p.parse_args(argv)
 
     from chitchat_exports import REFERENCE_SENDER, friend_name, write_single
@@ -197,18 +200,24 @@ def main(argv=None) -> int:
         print(f"whatsapp-chat-parser skipped: run `npm install whatsapp-chat-parser` in {args.npm_dir}")
 
     load_after = os.getloadavg()
+    rows = [{"tool": name, "wall_s": statistics.median(r[0] for r in runs),
+             "cpu_s": statistics.median(r[1] for r in runs), "peak_rss_mb": max(r[2] for r in runs),
+             "largest_rss_mb": max(r[3] for r in runs), "messages": runs[0][4],
+             "chats": runs[0][5] if len(runs[0]) > 5 else None,
+             "runs": [dict(zip(("wall_s", "cpu_s", "peak_rss_mb", "largest_rss_mb", "messages", "chats"), r))
+                      for r in runs]}
+            for name, runs in results.items()]
     print(f"\n{'tool':<32}{'wall s':>8}{'CPU s':>8}{'RSS MB all':>12}{'largest':>9}{'messages':>12}{'chats/s':>9}"
           f"   (median of runs; RSS: max of runs)")
-    for name, runs in results.items():
-        wall = statistics.median(r[0] for r in runs)
-        chats = f"{runs[0][5] / wall:>9.0f}" if len(runs[0]) > 5 else f"{'-':>9}"
-        print(f"{name:<32}{wall:>8.2f}{statistics.median(r[1] for r in runs):>8.2f}"
-              f"{max(r[2] for r in runs):>12.0f}{max(r[3] for r in runs):>9.0f}{runs[0][4]:>12,}{chats}")
+    for r in rows:
+        chats = f"{r['chats'] / r['wall_s']:>9.0f}" if r["chats"] is not None else f"{'-':>9}"
+        print(f"{r['tool']:<32}{r['wall_s']:>8.2f}{r['cpu_s']:>8.2f}{r['peak_rss_mb']:>12.0f}"
+              f"{r['largest_rss_mb']:>9.0f}{r['messages']:>12,}{chats}")
     print("load average (1, 5, 15 min): before " + " ".join(f"{x:.2f}" for x in load_before)
           + ", after " + " ".join(f"{x:.2f}" for x in load_after) + f"; {os.cpu_count()} CPUs")
-    print(json.dumps({"load_before": load_before, "load_after": load_after, "runs": {
-        name: [dict(zip(("wall_s", "cpu_s", "peak_rss_mb", "largest_rss_mb", "messages", "chats"), r)) for r in runs]
-        for name, runs in results.items()}}))
+    if args.out:
+        record.write(args.out, rows, argv, input=f"{folder} ({size / 1e6:.0f} MB)", zip_members=args.zip_members,
+                     long_line_mb=args.long_line_mb, load_before=load_before, load_after=load_after)
     return 0
 
 

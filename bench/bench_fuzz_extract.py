@@ -3,6 +3,7 @@
     python bench/bench_fuzz_extract.py                               # 100,000 inputs; this checkout, then main
     python bench/bench_fuzz_extract.py --inputs 5000 --baseline none
     python bench/bench_fuzz_extract.py --seed 7 --jobs 2 --keep /tmp/fuzz-crashes
+    python bench/bench_fuzz_extract.py --out fuzz_extract.json      # also the table's rows as JSON
 
 Each run of extract (extraction.run, one process per file) reads a folder of --per-run inputs, half .txt and half
 .zip, built from the test fixtures (tests/fixtures/whatsapp) and from generated chats (every header shape, senders,
@@ -35,6 +36,10 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+
+import record  # noqa: E402
+
 FIXTURES = REPO / "tests" / "fixtures" / "whatsapp"
 
 HEADS = ["{d}/03/2024, 22:{m} - ", "3/{d}/24, 10:{m}\u202fPM - ", "[{d}/03/2024, 22:{m}:05] ",
@@ -231,6 +236,7 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="worker processes per code version")
     p.add_argument("--baseline", default="main", help="git revision to compare against, or none")
     p.add_argument("--keep", type=Path, help="copy crashing inputs (and tracebacks) here")
+    p.add_argument("--out", type=Path, help="write the table's rows as JSON here (bench/record.py)")
     p.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--range", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -260,8 +266,13 @@ def main(argv=None) -> int:
             print(f"first crash of {r['name']}: {r['first']}")
     print(f"seed {args.seed}, {args.per_run} files per run, {args.jobs} worker(s) per version, {os.cpu_count()} CPUs, "
           f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    print(json.dumps({r["name"]: {"seconds": round(r["seconds"], 1), **r["stats"], "crashes": r["crashes"]}
-                      for r in results}))
+    if args.out:
+        rows = [{"code": r["name"], "seconds": r["seconds"],
+                 **{key: r["stats"][key] for key in ("inputs", "runs", "files written", "files skipped",
+                                                     "runs ending in HiveError")},
+                 "inputs_per_s": r["stats"]["inputs"] / r["seconds"], "crashes": dict(r["crashes"].most_common()),
+                 "first_crash": r["first"]} for r in results]
+        record.write(args.out, rows, argv, seed=args.seed, per_run=args.per_run, jobs=args.jobs)
     return 0 if not results[0]["crashes"] else 1
 
 

@@ -8,11 +8,11 @@ The environment: a venv of --python with what a Kaggle GPU image already has (PR
 it, the CUDA 12.8 build, transformers 5.0, accelerate, datasets ...; no PEFT, TRL, bitsandbytes, Unsloth,
 llama-cpp-python or gguf), built once in WORK/base and copied afresh for each recipe; pip reads PyPI only (no local
 configuration, indexes or wheels) with an empty cache, as in a new Kaggle session. Not replayed: Kaggle's CPU (4
-vCPUs on a GPU machine; the compile is CPU-bound) and its network. Prints a table and writes WORK/results.json.
+vCPUs on a GPU machine; the compile is CPU-bound) and its network. Prints a table and writes its rows as JSON to
+--out (bench/record.py; default WORK/results.json).
 """
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -23,6 +23,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+import record  # noqa: E402
 
 from hive import kaggle  # noqa: E402
 
@@ -92,12 +94,13 @@ def notebook(pip: list, env: dict, log) -> dict:
     return {"foreground_s": seconds, "background_s": background}
 
 
-def main() -> int:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--python", default="python3.12", help="the interpreter Kaggle has (3.12)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "kaggle-install")
     parser.add_argument("--recipes", default="original,notebook", help="comma list: original, notebook")
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, help="write the rows as JSON here (default WORK/results.json)")
+    args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     base = base_env(args.work, args.python)
     results = {}
@@ -111,7 +114,8 @@ def main() -> int:
                                 "gguf; m.version('unsloth')"], capture_output=True, text=True)
         results[name]["imports"] = "ok" if check.returncode == 0 else check.stderr.strip().splitlines()[-1]
         print(f"{name}: {results[name]}", flush=True)
-    (args.work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    record.write(args.out or args.work / "results.json", [{"recipe": name, **r} for name, r in results.items()],
+                 argv, python=args.python)
     print("\n| recipe | before training (min) | background build (min) | packages import |")
     print("|---|---|---|---|")
     for name, r in results.items():

@@ -1,14 +1,15 @@
 """Data-parallel scaling: the same training run on 1 GPU (`python train.py`) and on 2 GPUs (the README's
 `accelerate launch --config_file configs/accelerate_multi_gpu.yaml --num_processes 2 train.py`), per backend.
 
-    python bench/bench_multigpu.py --data .bench_data/chitchat.jsonl.gz --samples 2560 --out /tmp/bench-mgpu
-    python bench/bench_multigpu.py --data FILE --tiny --samples 32 --out /tmp/bench-mgpu   # check it on CPU
+    python bench/bench_multigpu.py --data .bench_data/chitchat.jsonl.gz --samples 2560 --out multigpu.json
+    python bench/bench_multigpu.py --data FILE --tiny --samples 32 --work /tmp/bench-mgpu   # check it on CPU
 
 Model and data as in bench/bench_train.py (whose builder this reuses): Llama-3.2-3B shapes with random weights and a
 small BPE tokenizer, trained for one epoch on the first --samples samples of a convert.py file, with Hive's default
 training settings (training_config.yaml). Reports samples/s and real (non-pad) tokens/s over the whole epoch and after
 the first logging interval (warm-up), the 2-GPU/1-GPU ratio, peak memory per GPU (nvidia-smi, polled every 0.2 s),
-and checks that the 2-process run wrote one copy of its outputs. Writes table.md, results.json and one log per run.
+and checks that the 2-process run wrote one copy of its outputs. Writes table.md and one log per run into --work,
+and the rows as JSON to --out (bench/record.py).
 """
 
 import argparse
@@ -26,9 +27,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+import record  # noqa: E402
 from bench_train import sample_texts  # noqa: E402
 
 from hive import runs  # noqa: E402
+from hive.config import Config  # noqa: E402
 from hive.synthetic import LLAMA_3B, TINY, build_model_dir  # noqa: E402
 
 ACCELERATE_CONFIG = REPO / "configs" / "accelerate_multi_gpu.yaml"
@@ -96,7 +99,7 @@ def train_and_watch(cmd: list[str], env: dict) -> tuple[int, str, list[float]]:
 
 
 def run_one(backend: str, gpus: int, args, data: Path) -> dict:
-    home = args.out / f"{backend}-{gpus}gpu"
+    home = args.work / f"{backend}-{gpus}gpu"
     cmd = train_command(gpus) + [
         "--model", str(args.model_dir), "--data", str(data), "--run", "bench",
         "--set", f"training.backend={backend}", "--set", "training.num_train_epochs=1",
@@ -109,7 +112,7 @@ def run_one(backend: str, gpus: int, args, data: Path) -> dict:
     started = time.time()
     with MemoryPoll() as memory:
         returncode, out, arrivals = train_and_watch(cmd, env)
-    (args.out / f"{backend}-{gpus}gpu.log").write_text(out, encoding="utf-8")
+    (args.work / f"{backend}-{gpus}gpu.log").write_text(out, encoding="utf-8")
     run_dir = home / "outputs" / "bench"
     if not (run_dir / "run.json").is_file():
         print(f"failed (exit {returncode}):\n{out[-3000:]}", flush=True)
@@ -122,7 +125,8 @@ def run_one(backend: str, gpus: int, args, data: Path) -> dict:
     steady_samples, steady_tokens = steady(log, arrivals, info.effective_batch)
     return {
         "backend": info.backend, "gpus": gpus, "world_size": info.world_size, "precision": info.precision,
-        "load_in_4bit": info.load_in_4bit, "effective_batch": info.effective_batch, "steps": info.steps,
+        "load_in_4bit": info.load_in_4bit, "padding_free": info.padding_free, "effective_batch": info.effective_batch,
+        "steps": info.steps,
         "samples": samples, "tokens": tokens, "train_s": seconds, "wall_s": time.time() - started,
         "samples_s": samples / seconds, "tokens_s": tokens / seconds,
         "steady_samples_s": steady_samples, "steady_tokens_s": steady_tokens,
@@ -165,16 +169,20 @@ def main(argv=None) -> int:
     parser.add_argument("--model-dir", type=Path, default=Path(tempfile.gettempdir()) / "hive-bench-llama3b")
     parser.add_argument("--tiny", action="store_true", help="a 2-layer model on CPU (checks the harness)")
     parser.add_argument("--logging-steps", type=int, default=5, help="log every N steps (the warm-up cut is the first)")
-    parser.add_argument("--deadline", type=float, default=0, help="seconds; skip runs that would start after it (0 = none)")
-    parser.add_argument("--out", type=Path, required=True, help="folder for table.md, results.json and logs")
+    parser.add_argument("--deadline", type=float, default=0,
+                        help="seconds; skip runs that would start after it (0 = none)")
+    parser.add_argument("--work", type=Path, help="folder for the runs, table.md and logs (default: a new temporary "
+                        "folder)")
+    parser.add_argument("--out", type=Path, help="write the rows as JSON here (bench/record.py)")
     args = parser.parse_args(argv)
     args.device = "cpu" if args.tiny else "cuda"
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.work = args.work or Path(tempfile.mkdtemp(prefix="bench-mgpu-"))
+    args.work.mkdir(parents=True, exist_ok=True)
     started = time.time()
 
     lines = (gzip.open(args.data, "rt", encoding="utf-8") if args.data.suffix == ".gz"
              else open(args.data, encoding="utf-8")).read().splitlines()
-    data = args.out / "data" / "personality.jsonl"  # no .val.jsonl beside it: no evaluation inside the timing
+    data = args.work / "data" / "personality.jsonl"  # no .val.jsonl beside it: no evaluation inside the timing
     data.parent.mkdir(exist_ok=True)
     data.write_text("\n".join([line for line in lines if line.strip()][: args.samples]) + "\n", encoding="utf-8")
     build_model_dir(args.model_dir, sample_texts(data), TINY if args.tiny else LLAMA_3B,
@@ -189,8 +197,10 @@ def main(argv=None) -> int:
                 continue
             rows.append(run_one(backend, gpus, args, data))
             print(json.dumps(rows[-1]), flush=True)
-            (args.out / "results.json").write_text(json.dumps(rows, indent=2))  # kept if the call is cut short
-            (args.out / "table.md").write_text(table(rows) + "\n")
+            if args.out:  # kept if the call is cut short
+                # each run's HIVE_HOME has no training_config.yaml: train.py trains with the built-in defaults
+                record.write(args.out, rows, argv, group_by_length=Config().training.group_by_length)
+            (args.work / "table.md").write_text(table(rows) + "\n")
     print("\n" + table(rows))
     return 0
 

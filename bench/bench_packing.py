@@ -30,10 +30,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import record  # noqa: E402  (bench/, the script's folder)
+
 from hive import batching  # noqa: E402  (imports nothing heavy)
 
 
-def layouts(samples: list[dict], group: list[dict], bucket: int, pad_id: int) -> dict[str, list[tuple[list[int], list[int]]]]:
+def layouts(samples: list[dict], group: list[dict], bucket: int,
+            pad_id: int) -> dict[str, list[tuple[list[int], list[int]]]]:
     """name -> segments (input_ids, labels) of one row; `group` is a draw of samples from one length bucket."""
     pairs = [(s["input_ids"], s["labels"]) for s in samples]
     total = sum(len(ids) for ids, _ in pairs)
@@ -73,16 +76,18 @@ def main(argv=None) -> int:
     parser.add_argument("--passes", type=int, default=1, help="measure every layout this many times (later passes "
                         "show the steady state, once every segment shape has been seen)")
     parser.add_argument("--layouts", help="only these layouts (comma-separated names)")
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--out", type=Path, help="write the rows as JSON here (bench/record.py)")
     args = parser.parse_args(argv)
 
     import unsloth  # noqa: F401  (first, before transformers)
+
+    # isort: split
     import torch
 
     from bench.bench_train import plain_data, sample_texts
-    from hive.synthetic import LLAMA_3B, build_model_dir
     from hive import templates, training
     from hive.config import load_config
+    from hive.synthetic import LLAMA_3B, build_model_dir
 
     data = plain_data(Path(args.data))
     build_model_dir(args.model_dir, sample_texts(data), LLAMA_3B)
@@ -93,7 +98,8 @@ def main(argv=None) -> int:
     model, tokenizer, _, _ = training.load(cfg, training.make_plan(cfg))
     model.train()
     eot = templates.end_of_turn(tokenizer)
-    encoded = [e for e in (training.encode(tokenizer, m, 2048, True, eot) for m in training.read_samples(data)[:2000]) if e]
+    encoded = [e for e in (training.encode(tokenizer, m, 2048, True, eot)
+                           for m in training.read_samples(data)[:2000]) if e]
     rng = random.Random(0)
     buckets = {}
     for e in encoded:
@@ -127,8 +133,8 @@ def main(argv=None) -> int:
 
     q = torch.empty(1, 24, 128, 128, device="cuda", dtype=torch.bfloat16, requires_grad=True)
     k = torch.empty(1, 8, 128, 128, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    print("SDPA picks", torch._fused_sdp_choice(q, k, k, is_causal=True, enable_gqa=True), "for a causal GQA training call "
-          "(0 math, 1 flash, 2 efficient, 3 cudnn)", flush=True)
+    print("SDPA picks", torch._fused_sdp_choice(q, k, k, is_causal=True, enable_gqa=True),
+          "for a causal GQA training call (0 math, 1 flash, 2 efficient, 3 cudnn)", flush=True)
     rows = []
     for batch in [int(b) for b in args.batches.split(",")]:
         draws = [rng.sample(encoded, batch) for _ in range(args.steps + 2)]
@@ -142,23 +148,28 @@ def main(argv=None) -> int:
             for variant in (False, True) if name == "real" else (False,):
                 torch.cuda.reset_peak_memory_stats()
                 times = [step(per_draw[i][name], variant, name.endswith("-rows")) for i in range(args.steps + 2)][2:]
-                real = sum(sum(len(s["input_ids"]) for s in d) for d in (groups if name.startswith("group") else draws)[2:])
-                row_tokens = statistics.mean(len(per_draw[i][name]) * max(len(s) for s, _ in per_draw[i][name]) if name.endswith("-rows")
-                                             else sum(len(s) for s, _ in per_draw[i][name]) for i in range(2, args.steps + 2))
-                row = {"batch": batch, "pass": 1 + n // len(names), "layout": name + (" + clip + AdamW8bit" if variant else ""),
-                       "runs": 1 if name.endswith("-rows") else statistics.mean(runs(per_draw[i][name]) for i in range(2, args.steps + 2)),
+                timed = range(2, args.steps + 2)
+                real = sum(sum(len(s["input_ids"]) for s in d)
+                           for d in (groups if name.startswith("group") else draws)[2:])
+                padded = name.endswith("-rows")
+                row_tokens = statistics.mean(
+                    len(per_draw[i][name]) * max(len(s) for s, _ in per_draw[i][name]) if padded
+                    else sum(len(s) for s, _ in per_draw[i][name]) for i in timed)
+                row = {"batch": batch, "pass": 1 + n // len(names),
+                       "layout": name + (" + clip + AdamW8bit" if variant else ""),
+                       "runs": 1 if padded else statistics.mean(runs(per_draw[i][name]) for i in timed),
                        "row_tokens": row_tokens, "ms": 1000 * statistics.median(times),
                        "real_tok_s": real / sum(times),
                        "peak_gib": torch.cuda.max_memory_allocated() / 2**30}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 if args.out:
-                    args.out.write_text(json.dumps(rows, indent=2))
-    print("| samples | pass | layout | SDPA runs per layer | row tokens | median ms per step | real tok/s | peak GiB |\n"
-          "|---|---|---|---|---|---|---|---|")
+                    record.write(args.out, rows, argv, bucket=args.bucket)
+    print("| samples | pass | layout | SDPA runs per layer | row tokens | median ms per step | real tok/s | "
+          "peak GiB |\n|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['batch']} | {r['pass']} | {r['layout']} | {r['runs']:.1f} | {r['row_tokens']:,.0f} | {r['ms']:.0f} | "
-              f"{r['real_tok_s']:,.0f} | {r['peak_gib']:.2f} |")
+        print(f"| {r['batch']} | {r['pass']} | {r['layout']} | {r['runs']:.1f} | {r['row_tokens']:,.0f} | "
+              f"{r['ms']:.0f} | {r['real_tok_s']:,.0f} | {r['peak_gib']:.2f} |")
     return 0
 
 

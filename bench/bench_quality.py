@@ -27,9 +27,9 @@ time: a small model leaves a GPU mostly idle, so several runs share it well; the
 
 The held-out file is built in reply mode from chats that no training set contains (a seeded hash of the chat file
 names picks them): every sample is a real reply of mine to a real context, which is what a clone is for, and every
-model is scored on exactly the same tokens and contexts. Writes WORK/bench_quality.md and WORK/bench_quality.json
-(--json), which hold the table, the goals, every run's evaluation (with its replies) and its training curve
-(--curve N: the held-out loss every N optimizer steps).
+model is scored on exactly the same tokens and contexts. Writes WORK/bench_quality.md (the table and
+the goals) and WORK/bench_quality.json (every run's evaluation, with its replies); --out FILE adds the table's rows,
+the goals and each run's training curve (--curve N: the held-out loss every N optimizer steps) as JSON.
 """
 
 import argparse
@@ -43,13 +43,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import record
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from hive import runs as records  # noqa: E402
 from hive.config import load_config  # noqa: E402
 from hive.evaluation import spread  # noqa: E402
 from hive.fileio import read_jsonl, write_jsonl  # noqa: E402
+from hive.runs import RunRecord  # noqa: E402
 from hive.style import SHARES, STYLE_METRICS, gap  # noqa: E402
 
 EARLIER_SAMPLING = ["generation.repetition_penalty=1.1", "generation.temperature=0.7", "generation.top_p=0.9"]
@@ -143,7 +145,7 @@ def table(work: Path, runs: dict, budget: str) -> tuple[str, dict]:
     if not runs:
         return "no run was evaluated", {}
     results = {name: json.loads((work / "outputs" / name / "eval.json").read_text()) for name in runs}
-    infos = {name: records.RunRecord.load(work / "outputs" / name) for name in runs}
+    infos = {name: RunRecord.load(work / "outputs" / name) for name in runs}
     first = results[next(iter(runs))]
     lines = [
         f"Held-out: {first['samples']:,} real replies ({first['reply_tokens']:,} tokens) from chats no run saw; "
@@ -201,6 +203,19 @@ def goals(results: dict) -> list[tuple[str, bool]]:
     return out
 
 
+def rows(results: dict) -> list[dict]:
+    """The table as rows: my real replies, the base model, then each run (NLL, style metrics, stop rate, AUC)."""
+    first = next(iter(results.values()))
+    out = [{"model": "me (real)", **first["style"]["real"]},
+           {"model": "base", "nll": first["base_nll"], **first["style"]["base"],
+            "stop_rate": first["stop_rate"]["base"], "auc": first["auc"]["base"]}]
+    for name, r in results.items():
+        out.append({"model": name, "nll": r["tuned_nll"], "nll_reduction": r["nll_reduction"],
+                    "win_rate": r["win_rate"], **r["style"]["tuned"], "stop_rate": r["stop_rate"]["tuned"],
+                    "auc": r["auc"]["tuned"]})
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("raw", type=Path, help="folder of WhatsApp exports (bench/chitchat_exports.py writes one)")
@@ -222,7 +237,8 @@ def main(argv=None) -> int:
                    help="log the held-out loss (on up to 300 samples) every N optimizer steps (default 0 = off)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a config override for every run, e.g. training.learning_rate=1e-3 (repeatable)")
-    p.add_argument("--json", type=Path, help="where to write the results (default WORK/bench_quality.json)")
+    p.add_argument("--out", type=Path,
+                   help="also write the table's rows, the goals and the training curves as JSON (bench/record.py)")
     p.add_argument("--report-only", action="store_true",
                    help="run nothing: print the table of the runs already evaluated in WORK (after a cut-short run)")
     args = p.parse_args(argv)
@@ -316,16 +332,15 @@ def main(argv=None) -> int:
         report += "\n\nGoals, for the run named reply:\n"
         report += "\n".join(f"- {'met' if ok else 'NOT met'}: {t}" for t, ok in checks)
     (work / "bench_quality.md").write_text(report + "\n", encoding="utf-8")
-    curves = {name: records.RunRecord.load(work / "outputs" / name).eval_losses for name in results}
-    out = args.json or work / "bench_quality.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "command": sys.argv, "settings": {k: str(v) for k, v in vars(args).items()}, "runs": runs, "table": report,
-        "goals": [{"goal": t, "met": ok} for t, ok in checks], "curves": curves, "failed": failed,
-        "results": results, "seconds": time.time() - started,
-    }, ensure_ascii=False, indent=1), encoding="utf-8")
+    curves = {name: RunRecord.load(work / "outputs" / name).eval_losses for name in results}
+    (work / "bench_quality.json").write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+    if args.out and results:
+        first = next(iter(results.values()))
+        record.write(args.out, rows(results), argv, compare=args.compare, base_model=first["base_model"],
+                     budget=what, heldout_replies=first["samples"], style_contexts=first["style_samples"],
+                     goals=[{"goal": t, "met": ok} for t, ok in checks], curves=curves, failed=failed)
     print(f"\n{report}\n\nbench_quality: {time.time() - started:.0f} s; table in {work / 'bench_quality.md'}, "
-          f"results in {out}" + "".join(f"\nFAILED: {e}" for e in failed))
+          f"every evaluation in {work / 'bench_quality.json'}" + "".join(f"\nFAILED: {e}" for e in failed))
     return 1 if failed else 0
 
 

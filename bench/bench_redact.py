@@ -1,10 +1,11 @@
-"""Benchmark: extract's redaction (hive/privacy.py) on adversarial text, against reading the text and against the
+r"""Benchmark: extract's redaction (hive/privacy.py) on adversarial text, against reading the text and against the
 first implementation (the named baseline), plus phone-number recall on libphonenumber's example numbers and what
 redaction changes in real chat text.
 
     python bench/bench_redact.py                        # 1 MB per input kind, median of 5; the old redactor on 10 KB
     python bench/bench_redact.py --mb 4 --repeats 3 --old-kb 10
     python bench/bench_redact.py --phonenumbers         # also PhoneNumberMatcher (pip install phonenumbers)
+    python bench/bench_redact.py --phonenumbers --out redact.json   # also every table as JSON
 
 Each input kind is one string (one hostile message of --mb MB). Columns: read s (the text read back from a file),
 split s (str.split), scan s (one trivial regex pass, re.findall(r"\w+"): what reading it with a regex costs), redact s
@@ -18,18 +19,21 @@ is left.
 """
 
 import argparse
+import collections
 import random
 import re
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
+
+import record  # noqa: E402
 
 from hive.privacy import KINDS, Redactor  # noqa: E402
 
@@ -109,8 +113,8 @@ def chat_messages() -> list[str]:
         return []
 
 
-def phone_examples() -> list[tuple[str, str]]:
-    """(format, number) for libphonenumber's example mobile and fixed-line numbers of every region."""
+def phone_examples() -> list[tuple[str, str, str]]:
+    """(region, format, number) for libphonenumber's example mobile and fixed-line numbers of every region."""
     import phonenumbers as pn
 
     out = []
@@ -121,14 +125,14 @@ def phone_examples() -> list[tuple[str, str]]:
                 continue
             for fmt, name in ((pn.PhoneNumberFormat.INTERNATIONAL, "international"),
                               (pn.PhoneNumberFormat.E164, "E.164"), (pn.PhoneNumberFormat.NATIONAL, "national")):
-                out.append((name, pn.format_number(number, fmt)))
+                out.append((region, name, pn.format_number(number, fmt)))
     return out
 
 
-def recall(find: Callable[[str], str], examples: Iterable[tuple[str, str]]) -> dict[str, tuple[int, int]]:
+def recall(find: Callable[[str], str], examples: Iterable[tuple[str, str, str]]) -> dict[str, tuple[int, int]]:
     """format -> (found, total); found = no digit of the number is left in the redacted sentence."""
     counts: dict[str, list[int]] = {}
-    for fmt, number in examples:
+    for _, fmt, number in examples:
         out = find(f"my number is {number} thanks")
         digits = re.sub(r"\D", "", number)
         left = re.sub(r"\D", "", out)
@@ -160,7 +164,13 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="runs per measurement (median reported)")
     p.add_argument("--old-kb", type=int, default=10, help="input size for the old redactor, KB (it is quadratic)")
     p.add_argument("--phonenumbers", action="store_true", help="also time and score PhoneNumberMatcher")
+    p.add_argument("--out", type=Path, help="write every table as JSON here (bench/record.py)")
     args = p.parse_args(argv)
+    rows, out = [], {"mb": args.mb, "old_kb": args.old_kb, "repeats": args.repeats}
+
+    def save():
+        if args.out:
+            record.write(args.out, rows, argv, **out)
 
     new, old = Redactor(KINDS), OldRedactor()
     size, small = int(args.mb * 1e6), args.old_kb * 1000
@@ -169,12 +179,17 @@ def main(argv=None) -> int:
     for kind in KINDS_OF_INPUT:
         text, head = adversarial(kind, size), adversarial(kind, small)
         read, split = read_time(text, args.repeats), median_time(text.split, args.repeats)
-        scan = median_time(lambda: WORDS.findall(text), args.repeats)
-        redact = median_time(lambda: new(text), args.repeats)
-        old_s, new_s = median_time(lambda: old(head), 1), median_time(lambda: new(head), args.repeats)
+        scan = median_time(lambda text=text: WORDS.findall(text), args.repeats)
+        redact = median_time(lambda text=text: new(text), args.repeats)
+        old_s = median_time(lambda head=head: old(head), 1)
+        new_s = median_time(lambda head=head: new(head), args.repeats)
         print(f"{kind:<14}{len(text) / 1e6:>5.1f}{read:>8.4f}{split:>8.4f}{scan:>8.4f}{redact:>9.4f}"
               f"{redact / split:>8.1f}{redact / scan:>7.1f}  |{small // 1000:>4}{old_s:>9.3f}{new_s:>9.4f}"
               f"{old_s / new_s:>9.0f}", flush=True)
+        rows.append({"input": kind, "mb": len(text) / 1e6, "read_s": read, "split_s": split, "scan_s": scan,
+                     "redact_s": redact, "x_split": redact / split, "x_scan": redact / scan,
+                     "placeholders": len(re.findall(r"<[A-Z]+>", new(text))), "old_s": old_s, "new_s": new_s})
+        save()
 
     messages = chat_messages()
     chat = "\n".join(messages)
@@ -193,6 +208,11 @@ def main(argv=None) -> int:
               f"({len(changed) / len(messages):.3%}); the first 12:")
         for before, after in changed[:12]:
             print(f"  {before[:90]!r}\n    -> {after[:90]!r}")
+        placeholders = collections.Counter(p for _, after in changed for p in re.findall(r"<[A-Z]+>", after))
+        out["chat"] = {"messages": len(messages), "mb": mb, "read_s": read, "split_s": split, "scan_s": scan,
+                       "redact_s": redact, "old_s": old_s, "changed": len(changed),
+                       "placeholders": dict(placeholders.most_common())}
+        save()
 
     try:
         examples = phone_examples()
@@ -200,6 +220,7 @@ def main(argv=None) -> int:
         print("\nrecall on libphonenumber's example numbers: skipped (pip install phonenumbers)")
         return 0
     finders = {"hive (phone only)": Redactor(["phone"])}
+    out["regions"] = len({region for region, _, _ in examples})
     if args.phonenumbers:
         for region, leniency in (("GB", "VALID"), ("US", "VALID"), ("GB", "POSSIBLE")):
             finders[f"PhoneNumberMatcher {region} {leniency}"] = phonenumbers_redactor(region, leniency)
@@ -210,16 +231,24 @@ def main(argv=None) -> int:
         changed = sum(find(m) != m for m in messages)
         print(f"  {name:<32}" + "  ".join(f"{fmt} {a}/{b} ({a / b:.1%})" for fmt, (a, b) in scores.items())
               + f"  chat messages changed {changed}")
+        out.setdefault("recall", []).append({"finder": name, "changed": changed, **{
+            fmt: {"found": a, "total": b, "share": a / b} for fmt, (a, b) in scores.items()}})
+        save()
     if args.phonenumbers:
         print(f"\n{'PhoneNumberMatcher GB VALID':<30}{'MB':>6}{'seconds':>10}   (adversarial inputs; chat text "
               f"one message at a time)")
         find = finders["PhoneNumberMatcher GB VALID"]
         for kind in KINDS_OF_INPUT:
             text = adversarial(kind, size)
-            print(f"{kind:<30}{len(text) / 1e6:>6.1f}{median_time(lambda: find(text), 1):>10.2f}", flush=True)
+            seconds = median_time(lambda text=text: find(text), 1)
+            print(f"{kind:<30}{len(text) / 1e6:>6.1f}{seconds:>10.2f}", flush=True)
+            out.setdefault("phonenumbers_s", {})[kind] = seconds
+            save()
         if messages:
             seconds = median_time(lambda: [find(m) for m in messages], 1)
             print(f"{'chat text':<30}{len(chat.encode()) / 1e6:>6.1f}{seconds:>10.2f}")
+            out["phonenumbers_s"]["chat text"] = seconds
+            save()
     return 0
 
 

@@ -11,9 +11,10 @@ end-of-turn marker and the line breaks of the chat template are in every earlier
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+import record
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -87,7 +88,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", type=Path, required=True, help="held-out JSONL (convert.py's validation file)")
     p.add_argument("--samples", type=int, default=200, help="held-out replies, spread over the file (default 200)")
     p.add_argument("--config", type=Path, default=REPO / "training_config.yaml", help="whose generation settings ship")
-    p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument("--out", type=Path, help="also write the table's rows as JSON (bench/record.py)")
     args = p.parse_args(argv)
     gen = load_config(args.config).generation
     settings = {f"shipped (penalty {gen.repetition_penalty}, T {gen.temperature}, top_p {gen.top_p})":
@@ -103,8 +104,9 @@ def main(argv=None) -> int:
              "|---|---:|---:|---:|"]
     lines += [f"| {name} | {m['end']:.3f} | {m['inside']:.4f} | {m['break']:.3f} |" for name, m in means.items()]
     print("\n".join(lines))
-    if args.json:
-        args.json.write_text(json.dumps({"run": str(run.folder), "counts": counts, "means": means}, indent=1))
+    if args.out:
+        record.write(args.out, [{"sampling": name, **m} for name, m in means.items()], argv, run=run.folder.name,
+                     base_model=run.base_model, replies=args.samples, positions=counts)
     return 0
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import record  # noqa: E402
 from bench_train import plain_data, sample_texts  # noqa: E402
 
 from hive import runs  # noqa: E402
@@ -103,8 +104,9 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['backend']} | {r['precision']} | {r['steps']} ({r['resumed_from']}) | "
             f"{r['first_loss']:.2f} → {r['last_loss']:.2f} | {r['peak_gib']:.2f} | {r['tok_s'] or 0:,.0f} | "
-            f"{', '.join(r['checkpoints'])} | {'; '.join(r['export']) if isinstance(r['export'], list) else r['export']}"
-            f" | {r['chat']} | {r['train_s']:.0f} / {r['resume_s']:.0f} / {r['export_s']:.0f} | "
+            f"{', '.join(r['checkpoints'])} | "
+            f"{'; '.join(r['export']) if isinstance(r['export'], list) else r['export']} | "
+            f"{r['chat']} | {r['train_s']:.0f} / {r['resume_s']:.0f} / {r['export_s']:.0f} | "
             f"{'pass' if r['ok'] else 'FAIL'} |")
     return "\n".join(lines)
 
@@ -118,12 +120,13 @@ def main(argv=None) -> int:
     parser.add_argument("--model-dir", type=Path, default=Path(tempfile.gettempdir()) / "hive-bench-llama3b")
     parser.add_argument("--tiny", action="store_true", help="a 2-layer model (checks the harness in minutes)")
     parser.add_argument("--gguf", action="store_true", help="also export a q8_0 GGUF of the merged model")
-    parser.add_argument("--out", type=Path, help="write the rows as JSON here")
-    parser.add_argument("--work", type=Path, default=Path(tempfile.mkdtemp(prefix="bench-t4-")))
+    parser.add_argument("--out", type=Path, help="write the rows as JSON here (bench/record.py)")
+    parser.add_argument("--work", type=Path, help="folder for the runs and logs (default: a new temporary folder)")
     args = parser.parse_args(argv)
 
     source = plain_data(args.data)
     lines = [line for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
+    args.work = args.work or Path(tempfile.mkdtemp(prefix="bench-t4-"))
     data = args.work / "data" / "personality.jsonl"
     data.parent.mkdir(parents=True, exist_ok=True)
     data.write_text("\n".join(lines[:args.samples]) + "\n", encoding="utf-8")
@@ -135,7 +138,7 @@ def main(argv=None) -> int:
         rows.append(one_backend(backend, args, data, args.work))
         print(json.dumps(rows[-1]), flush=True)
         if args.out:
-            args.out.write_text(json.dumps(rows, indent=2))
+            record.write(args.out, rows, argv)
     print(table(rows))
     return 0 if all(r.get("ok") for r in rows) else 1
 

@@ -1,6 +1,6 @@
 """Training throughput: the original Hive recipe against Hive's defaults, on real chat samples.
 
-    python bench/bench_train.py --data dataset/final/personality.jsonl --samples 1000 --out bench.json   # CUDA GPU
+    python bench/bench_train.py --data dataset/final/personality.jsonl --samples 1000 --out train.json  # CUDA GPU
     python bench/bench_train.py --data FILE --device cpu --tiny                 # check the harness on CPU (minutes)
     python bench/bench_train.py --data FILE --samples 200 --configs b --profile 2  # where the GPU time of 2 steps goes
 
@@ -9,12 +9,13 @@ embeddings, Llama-3.2 rope) with random weights, since throughput does not depen
 machine has no hub: built once into --model-dir with a small BPE tokenizer trained in-process on the samples and a
 Llama-3 chat template. --tiny uses a 2-layer, 256-wide model of the same kind.
 
-Data: --data is a convert.py file (`messages` JSONL, or .jsonl.gz). The first --samples samples are trained for one epoch; the
-epoch time is extrapolated to the whole file by its token count.
+Data: --data is a convert.py file (`messages` JSONL, or .jsonl.gz). The first --samples samples are trained for one
+epoch; the epoch time is extrapolated to the whole file by its token count.
 
 Each configuration trains through hive.training.train in its own process (Unsloth patches transformers for the whole
 process), and the table reports real (non-pad) tokens per second over the whole epoch and after the first steps
-(compilation and warm-up), wall time per full epoch, and peak GPU memory.
+(compilation and warm-up), wall time per full epoch, and peak GPU memory. --out FILE writes the rows as JSON
+(bench/record.py), with the whole file's sample and token counts.
 """
 
 import argparse
@@ -31,6 +32,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+import record  # noqa: E402  (bench/, the script's folder)
 
 from hive.synthetic import LLAMA_3B, TINY, build_model_dir  # noqa: E402  (after the sys.path insert)
 
@@ -109,7 +112,7 @@ def run_one(name: str, args) -> dict:
 
     work = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     data = work / "personality.jsonl"  # no .val.jsonl beside it: no evaluation in the timing
-    lines = [l for l in Path(args.data).read_text(encoding="utf-8").splitlines() if l.strip()]
+    lines = [line for line in Path(args.data).read_text(encoding="utf-8").splitlines() if line.strip()]
     data.write_text("\n".join(lines[: args.samples]) + "\n", encoding="utf-8")
     overrides = {
         "paths.final": str(data), "paths.outputs": str(work / "outputs"), "model.base_model": str(args.model_dir),
@@ -172,7 +175,8 @@ def profiler_callback(steps: int):
                 averages = self.prof.key_averages()
                 gpu = sum(e.self_device_time_total for e in averages) / 1e6
                 print(f"PROFILE {steps} steps: wall {wall:.2f} s, GPU busy {gpu:.2f} s", flush=True)
-                print(averages.table(sort_by="self_device_time_total", row_limit=20, max_name_column_width=60), flush=True)
+                print(averages.table(sort_by="self_device_time_total", row_limit=20, max_name_column_width=60),
+                      flush=True)
                 self.prof = None
 
     return Profile()
@@ -197,10 +201,11 @@ def main(argv=None) -> int:
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--tiny", action="store_true", help="a 2-layer model (for checking the harness)")
     parser.add_argument("--warmup-steps", type=int, default=5)
-    parser.add_argument("--max-steps", type=int, default=-1, help="stop after this many optimizer steps: a memory probe "
-                        "(config a's sampler, Trainer's group_by_length, trains its longest batch first)")
-    parser.add_argument("--profile", type=int, default=0, help="profile this many steps after step 6 and print the top kernels")
-    parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--max-steps", type=int, default=-1, help="stop after this many optimizer steps: a memory "
+                        "probe (config a's sampler, Trainer's group_by_length, trains its longest batch first)")
+    parser.add_argument("--profile", type=int, default=0,
+                        help="profile this many steps after step 6 and print the top kernels")
+    parser.add_argument("--out", type=Path, help="also write the rows as JSON here (bench/record.py)")
     parser.add_argument("--logs", type=Path, help="write each configuration's full output to LOGS/<config>.log")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one configuration in this process
     parser.add_argument("--full-tokens", type=int, help=argparse.SUPPRESS)
@@ -237,14 +242,17 @@ def main(argv=None) -> int:
         with open(log, "w", encoding="utf-8") as f:
             done = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, text=True)
         output = log.read_text(encoding="utf-8", errors="replace")
-        found = [l for l in output.splitlines() if l.startswith("BENCH ")]
+        found = [line for line in output.splitlines() if line.startswith("BENCH ")]
         if done.returncode or not found:
             print(f"config {name} failed (exit {done.returncode}):\n{output[-4000:]}", flush=True)
             continue
         rows.append(json.loads(found[-1][6:]))
         print(json.dumps(rows[-1]), flush=True)
         if args.out:  # after every configuration, so a run cut short keeps what it measured
-            args.out.write_text(json.dumps(rows, indent=2))
+            record.write(args.out, rows, argv, data={"samples": len(full), "tokens": sum(lengths),
+                                                     "median_tokens": statistics.median(lengths),
+                                                     "max_tokens": max(lengths),
+                                                     "max_tokens_trained": max(lengths[:args.samples])})
     print(table(rows, len(full)))
     return 0
 
