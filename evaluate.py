@@ -25,13 +25,14 @@ def main(argv=None) -> int:
     cli.print_settings("evaluate", cfg, ["evaluate", "generation"])
 
     from hive.evaluation import evaluate_run, likelihood_table, style_table, verdict
+    from hive.style import EXPLANATION
 
     run = runs.load_run(args.run, cfg.path("outputs"))
     data = paths.resolve(args.data) if args.data else paths.validation_file(cfg.path("final"))
     print(f"  run: {run.folder} (base {run.base_model})\n  data: {data}", flush=True)
     result = evaluate_run(run, data, cfg)
 
-    print(f"\n{likelihood_table(result)}\n\n{verdict(result)}\n\n{style_table(result)}")
+    print(f"\n{likelihood_table(result)}\n\n{verdict(result)}\n\n{style_table(result)}\n\n{EXPLANATION}")
     cli.print_summary("evaluate", {
         "held-out replies": len(result.base.tokens),
         "reply tokens": sum(result.base.tokens),

@@ -125,10 +125,10 @@ class TrainingConfig:
 @dataclass
 class GenerationConfig:
     max_new_tokens: int = bounded(128, min=1)
-    temperature: float = bounded(0.7, min=0)
-    top_p: float = bounded(0.9, above=0, max=1)
+    temperature: float = bounded(1.0, min=0)
+    top_p: float = bounded(0.95, above=0, max=1)
     top_k: int = bounded(50, min=0)
-    repetition_penalty: float = bounded(1.1, above=0)
+    repetition_penalty: float = bounded(1.0, above=0)
     seed: int = 0
 
 

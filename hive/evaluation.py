@@ -9,32 +9,15 @@ evaluate_run() writes outputs/<run>/eval_report.md, eval.json (read by export_mo
 """
 
 import math
-import re
-import string
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hive import bubbles, conversations, generation, models, runs, templates, training
+from hive import conversations, generation, models, runs, templates, training
 from hive.config import Config
 from hive.errors import HiveError
 from hive.fileio import atomic_write
-
-WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
-# The pictographic blocks plus dingbats/symbols and regional-indicator flags: what phones insert as emoji.
-EMOJI = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u3297\u3299]")
-PUNCTUATION = set(string.punctuation) | set("…“”‘’¡¿")
-
-STYLE_METRICS = {  # key -> (label, how to read it)
-    "words_per_reply": ("words per reply", "mean"),
-    "chars_per_reply": ("characters per reply", "mean"),
-    "lowercase_start": ("starts lowercase", "share of replies whose first letter is lowercase"),
-    "punctuation_per_word": ("punctuation per word", "punctuation marks / words"),
-    "emoji_share": ("has emoji", "share of replies with at least one emoji"),
-    "question_share": ("asks a question", "share of replies containing '?'"),
-    "vocab_overlap": ("my words", "share of words that also occur in my real replies to these contexts (1 for me)"),
-    "multiline_share": ("several messages", "share of replies that are a burst of messages (hive.bubbles: lines)"),
-}
+from hive.style import EXPLANATION, STYLE_METRICS, indistinguishability, stop_rate, style_metrics, words
 
 
 @dataclass
@@ -60,29 +43,6 @@ def spread(items: list, n: int | None) -> list:
     if n is None or n >= len(items):
         return list(items)
     return [items[i * len(items) // n] for i in range(n)]
-
-
-def words(text: str) -> list[str]:
-    return [w.lower() for w in WORD.findall(text)]
-
-
-def style_metrics(replies: list[str], vocabulary: set[str]) -> dict[str, float]:
-    """The STYLE_METRICS of a list of replies; `vocabulary` is the set of (lowercased) words to overlap with."""
-    n = max(len(replies), 1)
-    tokens = [words(r) for r in replies]
-    all_words = [w for t in tokens for w in t]
-    first_letters = [next((c for c in r if c.isalpha()), "") for r in replies]
-    lettered = [c for c in first_letters if c]
-    return {
-        "words_per_reply": len(all_words) / n,
-        "chars_per_reply": sum(len(r) for r in replies) / n,
-        "lowercase_start": sum(c.islower() for c in lettered) / max(len(lettered), 1),
-        "punctuation_per_word": sum(ch in PUNCTUATION for r in replies for ch in r) / max(len(all_words), 1),
-        "emoji_share": sum(bool(EMOJI.search(r)) for r in replies) / n,
-        "question_share": sum("?" in r for r in replies) / n,
-        "vocab_overlap": sum(w in vocabulary for w in all_words) / max(len(all_words), 1),
-        "multiline_share": sum(len(bubbles.split(r)) > 1 for r in replies) / n,
-    }
 
 
 # ---------------------------------------------------------------- models
@@ -154,9 +114,11 @@ def reply_nll(model, encoded: list[tuple[list[int], int]], pad_id: int, batch_si
     return Likelihood(sums, counts)
 
 
-def generate_replies(model, tokenizer, contexts: list[list[dict]], cfg: Config, max_len: int, desc: str) -> list[str]:
+def generate_replies(model, tokenizer, contexts: list[list[dict]], cfg: Config, max_len: int,
+                     desc: str) -> tuple[list[str], list[bool]]:
     """One reply per context (a sample without its last turn) with the `generation` settings, prompt and reply fitted
-    into `max_len` as chat.py fits them; seeded so reruns give the same text."""
+    into `max_len` as chat.py fits them, seeded so reruns give the same text; and for each whether it ended by
+    itself (a stop token or the end-of-turn text) rather than at its token budget."""
     import torch
     from tqdm import tqdm
     from transformers import set_seed
@@ -173,16 +135,19 @@ def generate_replies(model, tokenizer, contexts: list[list[dict]], cfg: Config, 
     fitted = [generation.fit_prompt(c, lambda m: len(prompt_ids(m)), max_len, reply_tokens) for c in contexts]
     prompts = [(prompt_ids(messages), budget) for messages, budget in fitted]
     device = next(model.parameters()).device
-    replies = []
+    replies, ended = [], []
     for start in tqdm(range(0, len(prompts), cfg.evaluate.batch_size), desc=desc, unit="batch"):
         batch = prompts[start:start + cfg.evaluate.batch_size]
         ids, mask, _ = (t.to(device) for t in left_pad([p for p, _ in batch], tokenizer.pad_token_id))
         kwargs = generation.generate_kwargs(model, tokenizer, gen, min(b for _, b in batch))
         with torch.no_grad():
             out = model.generate(input_ids=ids, attention_mask=mask, **kwargs)
-        texts = tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
+        new = out[:, ids.shape[1]:]
+        texts = tokenizer.batch_decode(new, skip_special_tokens=True)
         replies += [t.split(eot)[0].strip() for t in texts]
-    return replies
+        stops = set(kwargs["eos_token_id"])
+        ended += [bool(stops & set(row)) or eot in t for row, t in zip(new.tolist(), texts)]
+    return replies, ended
 
 
 # ---------------------------------------------------------------- the evaluation
@@ -199,6 +164,8 @@ class EvalResult:
     examples: list[dict]
     replies: dict[str, list[str]]  # "real" | "base" | "tuned" -> the style comparison's replies, in context order
     seconds: float
+    ended: dict[str, list[bool]]  # "base" | "tuned" -> whether each generated reply ended before its token budget
+    auc: dict[str, float | None]  # "base" | "tuned" -> indistinguishability from my real replies (ROC AUC)
 
     @property
     def improved(self) -> bool:
@@ -219,6 +186,9 @@ class EvalResult:
         real, base, tuned = self.style["real"], self.style["base"], self.style["tuned"]
         return sum(abs(tuned[k] - real[k]) < abs(base[k] - real[k]) for k in real)
 
+    def stop_rates(self) -> dict[str, float]:
+        return {name: stop_rate(flags) for name, flags in self.ended.items()}
+
     def record(self) -> runs.EvalRecord:
         return runs.EvalRecord(
             run=str(self.run_dir), data=str(self.data), base_model=self.base_model,
@@ -228,6 +198,7 @@ class EvalResult:
             nll_reduction=self.reduction, win_rate=self.win_rate,
             style_samples=len(self.replies["real"]), style=self.style, style_closer_to_real=self.closer_to_real(),
             examples=[runs.Example(**e) for e in self.examples], replies=self.replies, seconds=self.seconds,
+            stop_rate=self.stop_rates(), auc=self.auc, ended=self.ended,
         )
 
 
@@ -250,20 +221,23 @@ def evaluate_run(run: runs.Run, data: Path, cfg: Config) -> EvalResult:
     if merge:
         model.merge_adapter()
     tuned = reply_nll(model, encoded, tokenizer.pad_token_id, batch, "likelihood, fine-tune")
-    generated = {"tuned": generate_replies(model, tokenizer, contexts, cfg, max_len, "replies, fine-tune")}
+    generated, ended = {}, {}
+    generated["tuned"], ended["tuned"] = generate_replies(model, tokenizer, contexts, cfg, max_len,
+                                                          "replies, fine-tune")
     if merge:
         model.unmerge_adapter()
     with model.disable_adapter():
         base = reply_nll(model, encoded, tokenizer.pad_token_id, batch, "likelihood, base")
-        generated["base"] = generate_replies(model, tokenizer, contexts, cfg, max_len, "replies, base")
+        generated["base"], ended["base"] = generate_replies(model, tokenizer, contexts, cfg, max_len, "replies, base")
     vocabulary = {w for r in real for w in words(r)}
     replies = {"real": real, "base": generated["base"], "tuned": generated["tuned"]}
-    style = {name: style_metrics(texts, vocabulary) for name, texts in replies.items()}
-    examples = [
-        {"context": c[:-1], "real": r, "base": b, "tuned": t}
-        for c, r, b, t in spread(list(zip(contexts, real, generated["base"], generated["tuned"])), cfg.evaluate.examples)
-    ]
-    result = EvalResult(run.folder, data, run.base_model, base, tuned, style, examples, replies, time.time() - started)
+    metrics = {name: style_metrics(texts, vocabulary) for name, texts in replies.items()}
+    side_by_side = list(zip(contexts, real, generated["base"], generated["tuned"]))
+    examples = [{"context": c[:-1], "real": r, "base": b, "tuned": t}
+                for c, r, b, t in spread(side_by_side, cfg.evaluate.examples)]
+    auc = {name: indistinguishability(real, generated[name]) for name in ("base", "tuned")}
+    result = EvalResult(run.folder, data, run.base_model, base, tuned, metrics, examples, replies,
+                        time.time() - started, ended, auc)
     write_outputs(result, cfg)
     return result
 
@@ -288,6 +262,9 @@ def style_table(result: EvalResult) -> str:
     for key, (label, _) in STYLE_METRICS.items():
         mark = " ✓" if abs(tuned[key] - real[key]) < abs(base[key] - real[key]) else ""
         rows.append(f"| {label} | {real[key]:.2f} | {base[key]:.2f} | {tuned[key]:.2f}{mark} |")
+    stop, auc = result.stop_rates(), {k: "-" if v is None else f"{v:.2f}" for k, v in result.auc.items()}
+    rows.append(f"| ends by itself (stop rate) | 1.00 | {stop['base']:.2f} | {stop['tuned']:.2f} |")
+    rows.append(f"| told apart from me (AUC) | 0.50 | {auc['base']} | {auc['tuned']} |")
     return "\n".join(rows)
 
 
@@ -353,7 +330,7 @@ def write_outputs(result: EvalResult, cfg: Config) -> None:
     result.record().save(result.run_dir)
     charts = write_charts(result)
     gen = cfg.generation
-    definitions = "\n".join(f"- *{label}*: {how}" for label, how in STYLE_METRICS.values())
+    definitions = "\n".join([*(f"- *{label}*: {how}" for label, how in STYLE_METRICS.values()), f"- {EXPLANATION}"])
     report = f"""# Evaluation of {result.run_dir.name}
 
 Base model `{result.base_model}`; held-out data `{result.data}`: {len(result.base.tokens):,} replies,
@@ -369,8 +346,8 @@ Base model `{result.base_model}`; held-out data `{result.data}`: {len(result.bas
 
 ## Style of generated replies
 
-{len(result.replies["real"])} held-out contexts; sampling: temperature {gen.temperature}, top_p {gen.top_p}, top_k {gen.top_k},
-repetition_penalty {gen.repetition_penalty}, max_new_tokens {gen.max_new_tokens}, seed {gen.seed}.
+{len(result.replies["real"])} held-out contexts; sampling: temperature {gen.temperature}, top_p {gen.top_p},
+top_k {gen.top_k}, repetition_penalty {gen.repetition_penalty}, max_new_tokens {gen.max_new_tokens}, seed {gen.seed}.
 ✓ marks where the fine-tune is closer to my real replies than the base is
 ({result.closer_to_real()} of {len(STYLE_METRICS)} metrics).
 

@@ -178,6 +178,9 @@ class EvalRecord(_Record):
     examples: list[Example] = field(default_factory=list)
     replies: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
+    stop_rate: dict[str, float] = field(default_factory=dict)  # "base" | "tuned" -> share of replies that ended
+    auc: dict[str, Optional[float]] = field(default_factory=dict)  # "base" | "tuned" -> hive.style.indistinguishability
+    ended: dict[str, list[bool]] = field(default_factory=dict)  # "base" | "tuned" -> per reply, in context order
 
 
 @dataclass

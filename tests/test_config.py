@@ -6,7 +6,7 @@ import re
 import pytest
 import yaml
 
-from hive.config import SECTIONS, load_config
+from hive.config import SECTIONS, Config, load_config
 from hive.errors import ConfigError, HiveError
 from tests.conftest import REPO
 
@@ -17,6 +17,11 @@ def test_shipped_yaml_loads_and_matches_the_defaults_schema():
     for section, cls in SECTIONS.items():
         assert set(data[section]) == {f.name for f in dataclasses.fields(cls)}, section
     load_config(REPO / "training_config.yaml")
+
+
+def test_shipped_yaml_holds_the_built_in_defaults():
+    """One set of defaults: a stage run without training_config.yaml behaves as one run with it as shipped."""
+    assert load_config(REPO / "training_config.yaml").to_dict() == Config().to_dict()
 
 
 def test_every_yaml_key_is_commented():

@@ -1,4 +1,4 @@
-"""evaluate.py and hive/evaluation.py: style metrics, inputs and their errors, reply scoring on the right tokens
+"""evaluate.py and hive/evaluation.py: inputs and their errors, reply scoring on the right tokens
 (batch-invariant; a zero LoRA scores exactly like its base), and the report end to end on the bundled model."""
 
 import json
@@ -7,36 +7,15 @@ import shutil
 import pytest
 
 from hive import conversations, runs
-from hive.evaluation import spread, style_metrics, words
+from hive.evaluation import spread
 from tests.conftest import FIXTURES
 
 HELDOUT = FIXTURES / "heldout.jsonl"
 
 
-def test_style_metrics_by_hand():
-    replies = ["yeah!! be there at 8 😂", "Sure, which ones?", "i know\nstarting now", "ok"]
-    m = style_metrics(replies, vocabulary={"yeah", "be", "there", "ok"})
-    assert m["words_per_reply"] == pytest.approx(13 / 4)  # "8" is a word
-    assert m["chars_per_reply"] == pytest.approx(sum(map(len, replies)) / 4)
-    assert m["lowercase_start"] == pytest.approx(3 / 4)
-    assert m["punctuation_per_word"] == pytest.approx(4 / 13)  # ! ! , ?
-    assert m["emoji_share"] == pytest.approx(1 / 4)
-    assert m["question_share"] == pytest.approx(1 / 4)
-    assert m["vocab_overlap"] == pytest.approx(4 / 13)
-    assert m["multiline_share"] == pytest.approx(1 / 4)
-
-
-def test_words_keep_apostrophes_and_skip_emoji_and_punctuation():
-    assert words("I'm SO done... 😂 don't-care") == ["i'm", "so", "done", "don't", "care"]
-
-
 def test_spread_picks_evenly_in_order():
     assert spread(list(range(10)), 3) == [0, 3, 6]
     assert spread([1, 2], 5) == [1, 2] and spread([1, 2], None) == [1, 2]
-
-
-def test_style_metrics_of_nothing_is_zero_not_a_crash():
-    assert set(style_metrics([], set()).values()) == {0.0}
 
 
 def test_evaluate_without_a_run_names_the_stage_that_makes_one(project, capsys):
@@ -100,9 +79,37 @@ def test_evaluate_script_writes_report_json_and_charts(make_run, project, capsys
     assert result["improved"] == (result["tuned_nll"] < result["base_nll"])
     assert result["base_nll"] != pytest.approx(result["tuned_nll"])
     assert set(result["style"]) == {"real", "base", "tuned"}
+    assert set(result["stop_rate"]) == set(result["auc"]) == {"base", "tuned"}
+    assert result["auc"] == {"base": None, "tuned": None}  # 3 contexts are too few for 5 folds
+    for name in ("base", "tuned"):
+        assert result["stop_rate"][name] == sum(result["ended"][name]) / 3
     report = (run / "eval_report.md").read_text()
     assert "## Held-out reply likelihood" in report and report.count("### Example") == 2
+    assert "| ends by itself (stop rate) | 1.00 |" in report and "told apart from me" in report
     for png in ("eval_nll.png", "eval_style.png"):
         assert (run / png).read_bytes()[:4] == b"\x89PNG"
     out = capsys.readouterr().out
     assert "| model | NLL / reply token | perplexity |" in out and "next: python export_model.py" in out
+
+
+@pytest.mark.slow
+def test_a_reply_ends_by_itself_only_before_its_token_budget(make_run, project):
+    """With room for one token, a reply has ended exactly when that token was the stop token (nothing left); with
+    room for 48, the replies that did not end are the ones that used all 48 tokens."""
+    from hive.config import Config
+    from hive.evaluation import generate_replies, load_run_model
+
+    run = runs.load_run(make_run(project / "outputs" / "zero", std=0, max_seq_length=256), project / "outputs")
+    model, tok = load_run_model(run)
+    cfg = Config()
+    cfg.generation.temperature, cfg.evaluate.batch_size = 0.0, 5
+    contexts = conversations.read(HELDOUT)
+    cfg.generation.max_new_tokens = 1
+    replies, ended = generate_replies(model, tok, contexts, cfg, 256, "replies")
+    assert len(replies) == len(ended) == 5
+    assert ended == [r == "" for r in replies]
+    cfg.generation.max_new_tokens = 48
+    replies, ended = generate_replies(model, tok, contexts, cfg, 256, "replies")
+    lengths = [len(tok(r, add_special_tokens=False)["input_ids"]) for r in replies]
+    assert all(n < 48 for n, e in zip(lengths, ended) if e)
+    assert all(n >= 44 for n, e in zip(lengths, ended) if not e)  # re-tokenizing the text may merge a few tokens

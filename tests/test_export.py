@@ -6,6 +6,7 @@ leaves nothing behind.
     python -m pytest -q tests/test_export.py              # add -m "not slow" for the fast ones only
 """
 
+import dataclasses
 import json
 import re
 import sys
@@ -16,7 +17,7 @@ import pytest
 
 import export_model
 from hive import chat, export, runs
-from hive.config import load_config
+from hive.config import GenerationConfig, load_config
 from hive.errors import ConfigError, HiveError
 from tests.conftest import SYSTEM
 
@@ -28,6 +29,14 @@ def test_formats_expand_and_unknown_ones_list_the_valid():
     assert export.expand_formats(["all"]) == list(export.FORMATS)
     with pytest.raises(HiveError, match="valid: lora, merged_16bit, merged_4bit, gguf, lora_gguf, all"):
         export.expand_formats(["safetensors"])
+
+
+def test_checks_decode_greedily_with_a_repetition_penalty_and_otherwise_as_configured():
+    gen = GenerationConfig()
+    check = export.verification_settings(gen)
+    assert check.temperature == 0.0 and check.repetition_penalty == max(gen.repetition_penalty, 1.1)
+    assert (check.max_new_tokens, check.seed) == (gen.max_new_tokens, gen.seed)
+    assert export.verification_settings(dataclasses.replace(gen, repetition_penalty=1.3)).repetition_penalty == 1.3
 
 
 def test_cli_rejects_unknown_format_and_quantization_with_the_valid_ones(project):
@@ -148,7 +157,9 @@ def test_modelfile_matches_the_trained_template(exported):
     text = (exported.folder / "Modelfile").read_text()
     assert text.startswith("FROM ./sam-f16.gguf\n")
     assert f'SYSTEM """{SYSTEM}"""' in text
-    for line in ("PARAMETER temperature 0.7", "PARAMETER repeat_penalty 1.1", "PARAMETER num_predict 128",
+    gen = GenerationConfig()  # the same sampling as evaluate.py and chat.py; Ollama's own defaults differ
+    for line in (f"PARAMETER temperature {gen.temperature}", f"PARAMETER top_p {gen.top_p}",
+                 f"PARAMETER repeat_penalty {gen.repetition_penalty}", f"PARAMETER num_predict {gen.max_new_tokens}",
                  "PARAMETER num_ctx 512", 'PARAMETER stop "<|im_end|>"'):
         assert line in text.splitlines()
     template = re.search(r'TEMPLATE """(.*?)"""', text, re.S).group(1)
